@@ -1,0 +1,252 @@
+//! Typed custos configuration.
+//!
+//! Layers: built-in defaults < the TOML file (`/etc/custos/custos.toml` unless `--config`) <
+//! command-line flags (applied by the binary). Every key is optional; an unknown key or a bad
+//! value is an error that names the key.
+
+use custos_event::Mode;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Where the config is read from when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/custos/custos.toml";
+
+/// Errors loading a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, or a key is unknown or has the wrong type.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// toml's message, which names the key and the line.
+        message: String,
+    },
+    /// A key parsed but its value is out of range.
+    #[error("invalid config {path}: key `{key}`: {problem}")]
+    Value {
+        /// The config file (or `<defaults>`).
+        path: PathBuf,
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The whole configuration, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Enforcement mode at start.
+    pub mode: Mode,
+    /// Control socket (root-only, 0600).
+    pub socket: PathBuf,
+    /// Persistent state: rules and later databases.
+    pub state_dir: PathBuf,
+    /// Decision event output: a file path (appended) or `-` for stdout.
+    pub events: String,
+    /// How long an exec may be held before the mode's fallback answers it.
+    pub deadline_ms: u64,
+    /// The exec verdict loop.
+    pub exec: ExecConfig,
+}
+
+/// `[exec]`: the fanotify exec verdict loop.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecConfig {
+    /// Mount points whose filesystems are watched. Empty (the default) means every local
+    /// filesystem that can hold executables.
+    pub watch: Vec<PathBuf>,
+    /// Decision worker threads (hashing). 0 means one per CPU, at least 2.
+    pub workers: usize,
+    /// How long a cached deny stays valid, so a new allow rule takes effect quickly.
+    pub deny_cache_ms: u64,
+    /// Upper bound on cached decisions; the cache is emptied when it is reached.
+    pub cache_entries: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Monitor,
+            socket: PathBuf::from("/run/custos/custos.sock"),
+            state_dir: PathBuf::from("/var/lib/custos"),
+            events: "-".into(),
+            deadline_ms: 2000,
+            exec: ExecConfig::default(),
+        }
+    }
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            watch: Vec::new(),
+            workers: 0,
+            deny_cache_ms: 1500,
+            cache_entries: 65_536,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Loads `explicit` if given (it must exist); otherwise [`DEFAULT_PATH`] if it exists,
+    /// else the defaults.
+    pub fn load_or_default(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match explicit {
+            Some(p) => Config::load(p),
+            None if Path::new(DEFAULT_PATH).exists() => Config::load(Path::new(DEFAULT_PATH)),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// Checks ranges that the types cannot express.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key, problem: &str| ConfigError::Value {
+            path: path.to_owned(),
+            key,
+            problem: problem.to_owned(),
+        };
+        if !(10..=60_000).contains(&self.deadline_ms) {
+            return Err(bad("deadline_ms", "must be between 10 and 60000"));
+        }
+        if self.exec.deny_cache_ms > 2000 {
+            return Err(bad("exec.deny_cache_ms", "must be at most 2000"));
+        }
+        if self.exec.workers > 256 {
+            return Err(bad("exec.workers", "must be at most 256"));
+        }
+        if self.exec.cache_entries == 0 {
+            return Err(bad("exec.cache_entries", "must be at least 1"));
+        }
+        if self.events.is_empty() {
+            return Err(bad("events", "must be a path or \"-\""));
+        }
+        for (key, p) in [("socket", &self.socket), ("state_dir", &self.state_dir)] {
+            if !p.is_absolute() {
+                return Err(bad(key, "must be an absolute path"));
+            }
+        }
+        if let Some(p) = self.exec.watch.iter().find(|p| !p.is_absolute()) {
+            return Err(bad(
+                "exec.watch",
+                &format!("{} is not an absolute path", p.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Worker count with `0` resolved to one per CPU (at least 2).
+    pub fn workers(&self) -> usize {
+        match self.exec.workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2),
+            n => n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("/t/custos.toml"))
+    }
+
+    #[test]
+    fn empty_is_defaults() {
+        assert_eq!(parse("").expect("parses"), Config::default());
+    }
+
+    #[test]
+    fn full_file() {
+        let c = parse(
+            r#"
+            mode = "lockdown"
+            socket = "/tmp/c/s.sock"
+            state_dir = "/tmp/c/state"
+            events = "/tmp/c/events.json"
+            deadline_ms = 150
+            [exec]
+            watch = ["/mnt/a", "/mnt/b"]
+            workers = 3
+            deny_cache_ms = 500
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(c.mode, Mode::Lockdown);
+        assert_eq!(c.deadline_ms, 150);
+        assert_eq!(c.exec.watch.len(), 2);
+        assert_eq!(c.workers(), 3);
+        assert_eq!(c.exec.cache_entries, 65_536);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("mod = \"audit\"").unwrap_err().to_string();
+        assert!(e.contains("mod"), "{e}");
+        let e = parse("[exec]\nwatches = []").unwrap_err().to_string();
+        assert!(e.contains("watches"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = parse("mode = \"paranoid\"").unwrap_err().to_string();
+        assert!(e.contains("paranoid"), "{e}");
+        let e = parse("deadline_ms = \"fast\"").unwrap_err().to_string();
+        assert!(e.contains("deadline_ms"), "{e}");
+        let e = parse("deadline_ms = 0").unwrap_err().to_string();
+        assert!(e.contains("`deadline_ms`"), "{e}");
+        let e = parse("[exec]\nwatch = [\"relative\"]").unwrap_err().to_string();
+        assert!(e.contains("exec.watch") && e.contains("relative"), "{e}");
+        let e = parse("socket = \"x.sock\"").unwrap_err().to_string();
+        assert!(e.contains("`socket`"), "{e}");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let e = Config::load_or_default(Some(Path::new("/nonexistent/c.toml"))).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/c.toml"));
+    }
+
+    #[test]
+    fn load_reads_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "mode = \"audit\"\n").expect("write");
+        assert_eq!(Config::load(&p).expect("loads").mode, Mode::Audit);
+    }
+}

@@ -1,0 +1,254 @@
+//! The exec decision event: one per answered program start.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::fmt;
+use std::str::FromStr;
+
+/// Enforcement mode of the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Never block; log what would have been denied.
+    Audit,
+    /// Block only what a block rule or a known-bad source names.
+    #[default]
+    Monitor,
+    /// Allow only what a rule or a trust source allows.
+    Lockdown,
+}
+
+impl Mode {
+    /// Every mode, for help texts and parsing.
+    pub const ALL: [Mode; 3] = [Mode::Audit, Mode::Monitor, Mode::Lockdown];
+
+    /// Lower-case name as used in config, CLI and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Audit => "audit",
+            Mode::Monitor => "monitor",
+            Mode::Lockdown => "lockdown",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown mode {s:?} (expected audit, monitor or lockdown)"))
+    }
+}
+
+/// What the kernel was told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// `FAN_ALLOW`.
+    Allow,
+    /// `FAN_DENY`: the exec fails with EPERM.
+    Deny,
+}
+
+/// Why a decision was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A SHA-256 rule matched.
+    BinaryRule,
+    /// A path-glob rule matched.
+    PathRule,
+    /// No rule matched; the mode's default applied.
+    ModeDefault,
+    /// The verdict was not ready by the deadline; the mode's fallback applied.
+    Deadline,
+    /// The file could not be examined (stat or read failed); the mode's fallback applied.
+    Error,
+}
+
+impl Reason {
+    /// Snake-case name as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::BinaryRule => "binary_rule",
+            Reason::PathRule => "path_rule",
+            Reason::ModeDefault => "mode_default",
+            Reason::Deadline => "deadline",
+            Reason::Error => "error",
+        }
+    }
+}
+
+/// One exec decision, as written to the event output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecEvent {
+    /// `@timestamp`, RFC 3339.
+    pub timestamp: String,
+    /// What the kernel was told.
+    pub decision: Decision,
+    /// In audit mode, the decision that enforcing would have taken, when it is a deny.
+    pub would_deny: bool,
+    /// Why.
+    pub reason: Reason,
+    /// Id of the matching rule, if a rule decided.
+    pub rule_id: Option<u64>,
+    /// Mode at decision time.
+    pub mode: Mode,
+    /// Whether the answer came from the decision cache.
+    pub cached: bool,
+    /// Pid of the process that is exec'ing.
+    pub pid: i32,
+    /// Its parent pid, if it could be read.
+    pub ppid: Option<i32>,
+    /// Its real uid, if it could be read.
+    pub uid: Option<u32>,
+    /// Resolved path of the file being executed.
+    pub executable: Option<String>,
+    /// SHA-256 of the file, hex, when it was hashed.
+    pub sha256: Option<String>,
+    /// Error text, when `reason` is `Error`.
+    pub error: Option<String>,
+}
+
+impl ExecEvent {
+    /// ECS `event.outcome`: `success` when the exec may proceed, `failure` when denied.
+    pub fn outcome(&self) -> &'static str {
+        match self.decision {
+            Decision::Allow => "success",
+            Decision::Deny => "failure",
+        }
+    }
+
+    /// The event as an ECS JSON object.
+    pub fn to_ecs(&self) -> Value {
+        let name = self
+            .executable
+            .as_deref()
+            .map(|p| p.rsplit('/').next().unwrap_or(p));
+        let mut process = json!({
+            "pid": self.pid,
+            "executable": self.executable,
+            "name": name,
+        });
+        if let Some(sha) = &self.sha256 {
+            process["hash"] = json!({ "sha256": sha });
+        }
+        if let Some(ppid) = self.ppid {
+            process["parent"] = json!({ "pid": ppid });
+        }
+        let mut v = json!({
+            "@timestamp": self.timestamp,
+            "event": {
+                "kind": "event",
+                "category": ["process"],
+                "type": ["start"],
+                "action": "exec",
+                "outcome": self.outcome(),
+                "reason": self.reason.as_str(),
+            },
+            "process": process,
+            "custos": {
+                "decision": self.decision,
+                "would_deny": self.would_deny,
+                "reason": self.reason,
+                "mode": self.mode,
+                "cached": self.cached,
+            },
+        });
+        if let Some(uid) = self.uid {
+            v["user"] = json!({ "id": uid.to_string() });
+        }
+        if let Some(id) = self.rule_id {
+            v["rule"] = json!({ "id": id.to_string() });
+        }
+        if let Some(e) = &self.error {
+            v["error"] = json!({ "message": e });
+        }
+        v
+    }
+
+    /// One JSON line (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        self.to_ecs().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ExecEvent {
+        ExecEvent {
+            timestamp: "2026-11-22T05:00:00.000000Z".into(),
+            decision: Decision::Deny,
+            would_deny: false,
+            reason: Reason::BinaryRule,
+            rule_id: Some(7),
+            mode: Mode::Monitor,
+            cached: false,
+            pid: 42,
+            ppid: Some(1),
+            uid: Some(1000),
+            executable: Some("/tmp/x/evil".into()),
+            sha256: Some("ab".repeat(32)),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn ecs_field_names() {
+        let v = sample().to_ecs();
+        assert_eq!(v["event"]["action"], "exec");
+        assert_eq!(v["event"]["outcome"], "failure");
+        assert_eq!(v["process"]["pid"], 42);
+        assert_eq!(v["process"]["name"], "evil");
+        assert_eq!(v["process"]["executable"], "/tmp/x/evil");
+        assert_eq!(v["process"]["hash"]["sha256"], "ab".repeat(32));
+        assert_eq!(v["process"]["parent"]["pid"], 1);
+        assert_eq!(v["user"]["id"], "1000");
+        assert_eq!(v["rule"]["id"], "7");
+        assert_eq!(v["custos"]["mode"], "monitor");
+        assert_eq!(v["custos"]["decision"], "deny");
+        assert_eq!(v["custos"]["reason"], "binary_rule");
+        assert!(v.get("error").is_none());
+    }
+
+    #[test]
+    fn allow_is_success_and_optional_fields_absent() {
+        let mut e = sample();
+        e.decision = Decision::Allow;
+        e.rule_id = None;
+        e.ppid = None;
+        e.uid = None;
+        let v = e.to_ecs();
+        assert_eq!(v["event"]["outcome"], "success");
+        assert!(v.get("rule").is_none());
+        assert!(v.get("user").is_none());
+        assert!(v["process"].get("parent").is_none());
+    }
+
+    #[test]
+    fn mode_parses_and_rejects() {
+        for m in Mode::ALL {
+            assert_eq!(m.as_str().parse::<Mode>(), Ok(m));
+        }
+        let err = "Lockdown".parse::<Mode>().unwrap_err();
+        assert!(err.contains("\"Lockdown\""), "{err}");
+    }
+
+    #[test]
+    fn line_is_single_line_json() {
+        let line = sample().to_json_line();
+        assert!(!line.contains('\n'));
+        let back: Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(back["@timestamp"], "2026-11-22T05:00:00.000000Z");
+    }
+}

@@ -1,0 +1,555 @@
+//! Holding execs until they are judged, and answering each exactly once by its deadline.
+//!
+//! Flow for one held exec: the agent's own pid is allowed at once; otherwise the file key is
+//! looked up in the cache (a hit is answered on the caller's thread); a miss registers the hold
+//! with a deadline and, unless the same key is already being hashed, queues a job for the worker
+//! pool. When the hash is done every hold waiting on that key is answered. A deadline thread
+//! answers holds that are still waiting with the mode's fallback. A hold is removed from the
+//! pending table before it is answered, under one lock, so nothing answers twice and nothing is
+//! forgotten; [`Arbiter::shutdown`] answers whatever is left.
+
+use crate::cache::{Cache, Cached};
+use crate::engine::{evaluate, fallback, Verdict};
+use crate::file::{sha256_hex, FileKey};
+use crate::rules::RuleSet;
+use crate::stats::{Stats, StatsSnapshot};
+use custos_event::{Decision, ExecEvent, Mode, Reason};
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Content of a held file, for hashing. `key` re-reads the file's identity after hashing so a
+/// file changed mid-read is not cached.
+pub trait Content: Read + Send {
+    /// Current key of the file behind this handle.
+    fn key(&self) -> io::Result<FileKey>;
+}
+
+impl Content for std::fs::File {
+    fn key(&self) -> io::Result<FileKey> {
+        self.metadata().map(|m| FileKey::from_metadata(&m))
+    }
+}
+
+/// Who is exec'ing, read when a decision is logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Parent pid.
+    pub ppid: Option<i32>,
+    /// Real uid.
+    pub uid: Option<u32>,
+}
+
+/// One exec held by the kernel until answered. Dropping it without [`Held::answer`] must still
+/// answer the kernel (implementations answer "allow" in `Drop`), so no path can leave an exec hung.
+pub trait Held: Send + 'static {
+    /// Pid (thread-group id) of the process exec'ing.
+    fn pid(&self) -> i32;
+    /// Key of the file as opened for the exec.
+    fn key(&self) -> io::Result<FileKey>;
+    /// Resolved path of the file, if it can be named.
+    fn path(&self) -> Option<String>;
+    /// A handle to read the content (independent of the held one).
+    fn content(&self) -> io::Result<Box<dyn Content>>;
+    /// Parent and user of the process.
+    fn process(&self) -> ProcessInfo;
+    /// Tells the kernel to stop reporting execs of this inode until it is modified.
+    fn ignore(&self) -> io::Result<()>;
+    /// Answers the kernel.
+    fn answer(self, decision: Decision) -> io::Result<()>;
+}
+
+/// The kernel side of cache invalidation.
+pub trait Marks: Send + Sync {
+    /// Removes every ignore mark placed through [`Held::ignore`].
+    fn flush_ignores(&self) -> io::Result<()>;
+}
+
+/// Where decision events go. Must not block (the caller may hold an exec).
+pub trait Sink: Send + Sync {
+    /// Takes one event.
+    fn emit(&self, event: ExecEvent);
+}
+
+/// Tuning.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long an exec may be held.
+    pub deadline: Duration,
+    /// Hashing threads.
+    pub workers: usize,
+    /// Lifetime of a cached deny.
+    pub deny_ttl: Duration,
+    /// Cache bound.
+    pub cache_entries: usize,
+    /// The agent's own pid: always allowed, never evaluated.
+    pub self_pid: i32,
+}
+
+struct PolicyState {
+    mode: Mode,
+    rules: Arc<RuleSet>,
+    /// Bumped by every mode or rule change; results computed under an older generation are
+    /// neither cached nor marked.
+    generation: u64,
+}
+
+struct Pending<H> {
+    held: H,
+    key: FileKey,
+}
+
+struct Holds<H> {
+    pending: HashMap<u64, Pending<H>>,
+    inflight: HashMap<FileKey, Vec<u64>>,
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_id: u64,
+}
+
+struct Job {
+    key: FileKey,
+    content: Box<dyn Content>,
+    path: Option<String>,
+}
+
+struct Inner<H> {
+    opts: Options,
+    policy: Mutex<PolicyState>,
+    cache: Mutex<Cache>,
+    holds: Mutex<Holds<H>>,
+    wake: Condvar,
+    logged: Mutex<HashSet<(FileKey, i32)>>,
+    stats: Stats,
+    sink: Arc<dyn Sink>,
+    marks: Arc<dyn Marks>,
+    shutdown: AtomicBool,
+}
+
+/// The hold/decide/answer machine. See the module docs.
+pub struct Arbiter<H: Held> {
+    inner: Arc<Inner<H>>,
+    jobs: Mutex<Option<crossbeam_channel::Sender<Job>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+const LOGGED_MAX: usize = 65_536;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not stop answering execs.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<H: Held> Arbiter<H> {
+    /// Starts the worker pool and the deadline thread.
+    pub fn new(
+        opts: Options,
+        mode: Mode,
+        rules: RuleSet,
+        sink: Arc<dyn Sink>,
+        marks: Arc<dyn Marks>,
+    ) -> io::Result<Arbiter<H>> {
+        let inner = Arc::new(Inner {
+            cache: Mutex::new(Cache::new(opts.deny_ttl, opts.cache_entries)),
+            opts,
+            policy: Mutex::new(PolicyState {
+                mode,
+                rules: Arc::new(rules),
+                generation: 0,
+            }),
+            holds: Mutex::new(Holds {
+                pending: HashMap::new(),
+                inflight: HashMap::new(),
+                deadlines: BinaryHeap::new(),
+                next_id: 0,
+            }),
+            wake: Condvar::new(),
+            logged: Mutex::new(HashSet::new()),
+            stats: Stats::default(),
+            sink,
+            marks,
+            shutdown: AtomicBool::new(false),
+        });
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let mut threads = Vec::new();
+        for i in 0..inner.opts.workers.max(1) {
+            let (inner, rx) = (inner.clone(), rx.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("custos-hash-{i}"))
+                    .spawn(move || {
+                        while let Ok(job) = rx.recv() {
+                            inner.work(job);
+                        }
+                    })?,
+            );
+        }
+        let d = inner.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("custos-deadline".into())
+                .spawn(move || d.deadline_loop())?,
+        );
+        Ok(Arbiter {
+            inner,
+            jobs: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Takes one held exec. Returns quickly: hashing happens on the pool.
+    pub fn submit(&self, held: H) {
+        let inner = &self.inner;
+        if held.pid() == inner.opts.self_pid {
+            Stats::inc(&inner.stats.self_allowed);
+            inner.answer_raw(held, Decision::Allow);
+            return;
+        }
+        let key = match held.key() {
+            Ok(k) => k,
+            Err(e) => return inner.fail(held, &e),
+        };
+        let (mode, rules, generation) = inner.policy_snapshot();
+        let hit = lock(&inner.cache).get(&key, Instant::now());
+        if let Some(c) = hit {
+            Stats::inc(&inner.stats.cache_hits);
+            let path = c.verdict.path_dependent.then(|| held.path()).flatten();
+            let verdict = if c.verdict.path_dependent {
+                evaluate(&rules, mode, Some(&c.sha256), path.as_deref())
+            } else {
+                c.verdict
+            };
+            let log = inner.first_sight(key, held.pid());
+            let path = if log && path.is_none() { held.path() } else { path };
+            inner.conclude(held, key, verdict, Some(&c.sha256), true, mode, generation, path, log);
+            return;
+        }
+        Stats::inc(&inner.stats.cache_misses);
+        let (content, path) = match held.content() {
+            Ok(c) => (c, held.path()),
+            Err(e) => return inner.fail(held, &e),
+        };
+        let leader = {
+            let mut h = lock(&inner.holds);
+            let id = h.next_id;
+            h.next_id += 1;
+            let deadline = Instant::now() + inner.opts.deadline;
+            let earliest = h.deadlines.peek().is_none_or(|Reverse((d, _))| deadline < *d);
+            h.deadlines.push(Reverse((deadline, id)));
+            h.pending.insert(id, Pending { held, key });
+            if earliest {
+                inner.wake.notify_one();
+            }
+            match h.inflight.entry(key) {
+                Entry::Occupied(mut e) => {
+                    e.get_mut().push(id);
+                    false
+                }
+                Entry::Vacant(e) => {
+                    e.insert(vec![id]);
+                    true
+                }
+            }
+        };
+        if leader {
+            if let Some(tx) = lock(&self.jobs).as_ref() {
+                // A send error means shutdown; the hold is answered there.
+                let _ = tx.send(Job { key, content, path });
+            }
+        }
+    }
+
+    /// Current mode.
+    pub fn mode(&self) -> Mode {
+        lock(&self.inner.policy).mode
+    }
+
+    /// Current rules.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        lock(&self.inner.policy).rules.clone()
+    }
+
+    /// Changes the mode; flushes the cache and the kernel ignore marks. Returns the old mode.
+    pub fn set_mode(&self, mode: Mode) -> Mode {
+        let mut p = lock(&self.inner.policy);
+        let old = std::mem::replace(&mut p.mode, mode);
+        self.inner.invalidate(&mut p);
+        old
+    }
+
+    /// Replaces the rules; flushes the cache and the kernel ignore marks.
+    pub fn set_rules(&self, rules: RuleSet) {
+        let mut p = lock(&self.inner.policy);
+        p.rules = Arc::new(rules);
+        self.inner.invalidate(&mut p);
+    }
+
+    /// Counters, with the number of holds pending now.
+    pub fn stats(&self) -> StatsSnapshot {
+        let pending = lock(&self.inner.holds).pending.len() as u64;
+        self.inner.stats.snapshot(pending)
+    }
+
+    /// Stops the workers and answers every pending hold with the mode's fallback.
+    /// Workers busy hashing are not waited for.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.store(true, Ordering::SeqCst);
+        lock(&self.jobs).take();
+        self.inner.wake.notify_all();
+        let left: Vec<Pending<H>> = {
+            let mut h = lock(&self.inner.holds);
+            h.inflight.clear();
+            h.deadlines.clear();
+            h.pending.drain().map(|(_, p)| p).collect()
+        };
+        for p in left {
+            self.inner.deadline_answer(p);
+        }
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for t in threads {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl<H: Held> Drop for Arbiter<H> {
+    fn drop(&mut self) {
+        if !self.inner.shutdown.load(Ordering::SeqCst) {
+            self.shutdown();
+        }
+    }
+}
+
+impl<H: Held> Inner<H> {
+    fn policy_snapshot(&self) -> (Mode, Arc<RuleSet>, u64) {
+        let p = lock(&self.policy);
+        (p.mode, p.rules.clone(), p.generation)
+    }
+
+    fn invalidate(&self, p: &mut PolicyState) {
+        p.generation += 1;
+        lock(&self.cache).clear();
+        lock(&self.logged).clear();
+        if let Err(e) = self.marks.flush_ignores() {
+            Stats::inc(&self.stats.errors);
+            tracing::error!("cannot flush kernel ignore marks: {e}");
+        }
+        self.stats.ignore_marks.store(0, Ordering::Relaxed);
+    }
+
+    /// Records (key, pid) as logged; true the first time.
+    fn first_sight(&self, key: FileKey, pid: i32) -> bool {
+        let mut l = lock(&self.logged);
+        if l.len() >= LOGGED_MAX {
+            l.clear();
+        }
+        l.insert((key, pid))
+    }
+
+    fn answer_raw(&self, held: H, decision: Decision) {
+        if let Err(e) = held.answer(decision) {
+            Stats::inc(&self.stats.errors);
+            tracing::error!("cannot answer the kernel: {e}");
+        }
+    }
+
+    /// Answers a hold that could not be examined.
+    fn fail(&self, held: H, err: &io::Error) {
+        Stats::inc(&self.stats.errors);
+        let mode = lock(&self.policy).mode;
+        let verdict = fallback(mode, Reason::Error);
+        let path = held.path();
+        tracing::warn!(pid = held.pid(), ?path, "cannot examine exec: {err}");
+        let mut ev = self.event(&held, verdict, None, false, mode, path);
+        ev.error = Some(err.to_string());
+        self.count(&verdict);
+        self.answer_raw(held, verdict.decision);
+        self.sink.emit(ev);
+    }
+
+    fn count(&self, v: &Verdict) {
+        match v.decision {
+            Decision::Allow => Stats::inc(&self.stats.allowed),
+            Decision::Deny => Stats::inc(&self.stats.denied),
+        }
+        if v.would_deny {
+            Stats::inc(&self.stats.would_deny);
+        }
+    }
+
+    fn event(
+        &self,
+        held: &H,
+        v: Verdict,
+        sha256: Option<&str>,
+        cached: bool,
+        mode: Mode,
+        path: Option<String>,
+    ) -> ExecEvent {
+        let info = held.process();
+        ExecEvent {
+            timestamp: custos_event::timestamp(SystemTime::now()),
+            decision: v.decision,
+            would_deny: v.would_deny,
+            reason: v.reason,
+            rule_id: v.rule_id,
+            mode,
+            cached,
+            pid: held.pid(),
+            ppid: info.ppid,
+            uid: info.uid,
+            executable: path,
+            sha256: sha256.map(str::to_owned),
+            error: None,
+        }
+    }
+
+    /// Answers one hold with a computed verdict: ignore mark for a clean allow, counters, event.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &self,
+        held: H,
+        key: FileKey,
+        v: Verdict,
+        sha256: Option<&str>,
+        cached: bool,
+        mode: Mode,
+        generation: u64,
+        path: Option<String>,
+        log: bool,
+    ) {
+        if v.decision == Decision::Allow && !v.would_deny && !v.path_dependent {
+            // Under the policy lock so a concurrent rule change cannot flush before we mark.
+            let p = lock(&self.policy);
+            if p.generation == generation {
+                match held.ignore() {
+                    Ok(()) => {
+                        self.stats.ignore_marks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        Stats::inc(&self.stats.errors);
+                        tracing::warn!(?key, "cannot place ignore mark: {e}");
+                    }
+                }
+            }
+        }
+        let ev = log.then(|| self.event(&held, v, sha256, cached, mode, path));
+        self.count(&v);
+        self.answer_raw(held, v.decision);
+        if let Some(ev) = ev {
+            self.sink.emit(ev);
+        }
+    }
+
+    /// Worker: hash, decide, cache, answer every hold waiting on the key.
+    fn work(&self, mut job: Job) {
+        let hashed = sha256_hex(&mut job.content);
+        Stats::inc(&self.stats.hashed);
+        let stable = job.content.key().ok() == Some(job.key);
+        let (mode, rules, generation) = self.policy_snapshot();
+        let waiting: Vec<Pending<H>> = {
+            let mut h = lock(&self.holds);
+            let ids = h.inflight.remove(&job.key).unwrap_or_default();
+            ids.iter().filter_map(|id| h.pending.remove(id)).collect()
+        };
+        let sha = match hashed {
+            Ok(sha) => sha,
+            Err(e) => {
+                for p in waiting {
+                    self.fail(p.held, &e);
+                }
+                return;
+            }
+        };
+        let verdict = evaluate(&rules, mode, Some(&sha), job.path.as_deref());
+        if stable {
+            let p = lock(&self.policy);
+            if p.generation == generation {
+                lock(&self.cache).insert(
+                    job.key,
+                    Cached {
+                        verdict,
+                        sha256: sha.clone(),
+                    },
+                    Instant::now(),
+                );
+            }
+        }
+        let mut leader_path = job.path.take();
+        for (i, p) in waiting.into_iter().enumerate() {
+            let path = if i == 0 { leader_path.take() } else { p.held.path() };
+            let v = if verdict.path_dependent {
+                evaluate(&rules, mode, Some(&sha), path.as_deref())
+            } else {
+                verdict
+            };
+            // A file changed while being read was judged on what was read, but gets no mark.
+            let v = Verdict {
+                path_dependent: v.path_dependent || !stable,
+                ..v
+            };
+            self.first_sight(p.key, p.held.pid());
+            self.conclude(p.held, p.key, v, Some(&sha), false, mode, generation, path, true);
+        }
+    }
+
+    fn deadline_answer(&self, p: Pending<H>) {
+        Stats::inc(&self.stats.deadline_fallbacks);
+        let mode = lock(&self.policy).mode;
+        let v = fallback(mode, Reason::Deadline);
+        let path = p.held.path();
+        tracing::warn!(pid = p.held.pid(), ?path, "verdict not ready by the deadline; {:?}", v.decision);
+        let ev = self.event(&p.held, v, None, false, mode, path);
+        self.count(&v);
+        self.answer_raw(p.held, v.decision);
+        self.sink.emit(ev);
+    }
+
+    fn deadline_loop(&self) {
+        let mut h = lock(&self.holds);
+        loop {
+            if self.shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            let now = Instant::now();
+            let mut expired = Vec::new();
+            while let Some(Reverse((d, id))) = h.deadlines.peek().copied() {
+                if d > now {
+                    break;
+                }
+                h.deadlines.pop();
+                if let Some(p) = h.pending.remove(&id) {
+                    expired.push(p);
+                }
+            }
+            if !expired.is_empty() {
+                drop(h);
+                for p in expired {
+                    self.deadline_answer(p);
+                }
+                h = lock(&self.holds);
+                continue;
+            }
+            let wait = h
+                .deadlines
+                .peek()
+                .map(|Reverse((d, _))| d.saturating_duration_since(now))
+                .unwrap_or(Duration::from_secs(1));
+            h = self
+                .wake
+                .wait_timeout(h, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "arbiter_tests.rs"]
+mod tests;

@@ -1,0 +1,299 @@
+//! Arbiter logic with a fake kernel: every hold answered once, dedup, deadlines, invalidation.
+
+use super::*;
+use crate::rules::{Policy, Rule, Target};
+use std::sync::atomic::AtomicUsize;
+
+#[derive(Default)]
+struct Kernel {
+    answers: Mutex<Vec<(i32, Decision)>>,
+    ignores: AtomicUsize,
+    flushes: AtomicUsize,
+    events: Mutex<Vec<ExecEvent>>,
+    reads: AtomicUsize,
+}
+
+impl Marks for Kernel {
+    fn flush_ignores(&self) -> io::Result<()> {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+impl Sink for Kernel {
+    fn emit(&self, e: ExecEvent) {
+        lock(&self.events).push(e);
+    }
+}
+
+/// Content that sleeps before yielding its bytes, to make hashing slow.
+struct Slow {
+    data: io::Cursor<Vec<u8>>,
+    delay: Duration,
+    key: FileKey,
+}
+impl Read for Slow {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        std::thread::sleep(std::mem::take(&mut self.delay));
+        self.data.read(buf)
+    }
+}
+impl Content for Slow {
+    fn key(&self) -> io::Result<FileKey> {
+        Ok(self.key)
+    }
+}
+
+struct Fake {
+    pid: i32,
+    key: FileKey,
+    data: Vec<u8>,
+    delay: Duration,
+    path: String,
+    k: Arc<Kernel>,
+    answered: bool,
+}
+
+impl Held for Fake {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+    fn key(&self) -> io::Result<FileKey> {
+        if self.key.ino == 0 {
+            return Err(io::Error::other("stat failed"));
+        }
+        Ok(self.key)
+    }
+    fn path(&self) -> Option<String> {
+        Some(self.path.clone())
+    }
+    fn content(&self) -> io::Result<Box<dyn Content>> {
+        self.k.reads.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(Slow {
+            data: io::Cursor::new(self.data.clone()),
+            delay: self.delay,
+            key: self.key,
+        }))
+    }
+    fn process(&self) -> ProcessInfo {
+        ProcessInfo {
+            ppid: Some(1),
+            uid: Some(0),
+        }
+    }
+    fn ignore(&self) -> io::Result<()> {
+        self.k.ignores.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn answer(mut self, d: Decision) -> io::Result<()> {
+        self.answered = true;
+        lock(&self.k.answers).push((self.pid, d));
+        Ok(())
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        assert!(self.answered || std::thread::panicking(), "hold dropped unanswered");
+    }
+}
+
+fn key(ino: u64) -> FileKey {
+    FileKey {
+        dev: 1,
+        ino,
+        size: 3,
+        mtime_ns: 1,
+        ctime_ns: 1,
+    }
+}
+
+fn sha_of(data: &[u8]) -> String {
+    sha256_hex(&mut &data[..]).expect("hash")
+}
+
+fn arbiter(k: &Arc<Kernel>, mode: Mode, rules: Vec<Rule>, deadline_ms: u64) -> Arbiter<Fake> {
+    Arbiter::new(
+        Options {
+            deadline: Duration::from_millis(deadline_ms),
+            workers: 2,
+            deny_ttl: Duration::from_millis(1500),
+            cache_entries: 100,
+            self_pid: 999,
+        },
+        mode,
+        RuleSet::new(rules).expect("rules"),
+        k.clone(),
+        k.clone(),
+    )
+    .expect("arbiter")
+}
+
+fn block(id: u64, data: &[u8]) -> Rule {
+    Rule {
+        id,
+        target: Target::Sha256(sha_of(data)),
+        policy: Policy::Block,
+        comment: None,
+        created: String::new(),
+    }
+}
+
+impl Kernel {
+    fn held(self: &Arc<Self>, pid: i32, ino: u64, data: &[u8], delay_ms: u64) -> Fake {
+        Fake {
+            pid,
+            key: key(ino),
+            data: data.to_vec(),
+            delay: Duration::from_millis(delay_ms),
+            path: format!("/t/{ino}"),
+            k: self.clone(),
+            answered: false,
+        }
+    }
+    fn wait_answers(&self, n: usize) -> Vec<(i32, Decision)> {
+        let t0 = Instant::now();
+        while lock(&self.answers).len() < n {
+            assert!(t0.elapsed() < Duration::from_secs(10), "answers never came");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        lock(&self.answers).clone()
+    }
+}
+
+#[test]
+fn block_rule_denies_and_unknown_allows_in_monitor() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Monitor, vec![block(1, b"bad")], 2000);
+    a.submit(k.held(10, 1, b"bad", 0));
+    a.submit(k.held(11, 2, b"good", 0));
+    let mut got = k.wait_answers(2);
+    got.sort();
+    assert_eq!(got, vec![(10, Decision::Deny), (11, Decision::Allow)]);
+    // Only the clean allow gets a kernel ignore mark.
+    assert_eq!(k.ignores.load(Ordering::SeqCst), 1);
+    let ev = lock(&k.events).clone();
+    let deny = ev.iter().find(|e| e.pid == 10).expect("event");
+    assert_eq!(deny.rule_id, Some(1));
+    assert_eq!(deny.sha256.as_deref(), Some(sha_of(b"bad").as_str()));
+    assert_eq!(deny.ppid, Some(1));
+}
+
+#[test]
+fn cache_hit_answers_without_hashing_and_logs_once_per_process() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Monitor, vec![block(1, b"bad")], 2000);
+    a.submit(k.held(10, 1, b"bad", 0));
+    k.wait_answers(1);
+    a.submit(k.held(10, 1, b"bad", 0));
+    a.submit(k.held(10, 1, b"bad", 0));
+    a.submit(k.held(12, 1, b"bad", 0));
+    let got = k.wait_answers(4);
+    assert!(got.iter().all(|&(_, d)| d == Decision::Deny));
+    let s = a.stats();
+    assert_eq!((s.hashed, s.cache_hits, s.cache_misses), (1, 3, 1));
+    // pid 10 logged once (miss), pid 12 once (first hit).
+    assert_eq!(lock(&k.events).len(), 2);
+}
+
+#[test]
+fn concurrent_execs_of_one_file_hash_once() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Monitor, vec![], 5000);
+    for pid in 0..8 {
+        a.submit(k.held(100 + pid, 7, b"same", 200));
+    }
+    let got = k.wait_answers(8);
+    assert!(got.iter().all(|&(_, d)| d == Decision::Allow));
+    assert_eq!(a.stats().hashed, 1);
+    assert_eq!(k.reads.load(Ordering::SeqCst), 8, "content opened per miss, hashed once");
+}
+
+#[test]
+fn slow_file_does_not_stall_others() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Monitor, vec![], 5000);
+    a.submit(k.held(1, 1, b"big", 1500));
+    a.submit(k.held(2, 2, b"small", 0));
+    let got = k.wait_answers(1);
+    assert_eq!(got[0].0, 2, "the small file is answered first");
+    k.wait_answers(2);
+}
+
+#[test]
+fn deadline_falls_back_per_mode_and_is_counted() {
+    for (mode, want) in [
+        (Mode::Monitor, Decision::Allow),
+        (Mode::Audit, Decision::Allow),
+        (Mode::Lockdown, Decision::Deny),
+    ] {
+        let k = Arc::new(Kernel::default());
+        let a = arbiter(&k, mode, vec![], 50);
+        let t0 = Instant::now();
+        a.submit(k.held(5, 1, b"x", 600));
+        let got = k.wait_answers(1);
+        assert!(t0.elapsed() < Duration::from_millis(500), "answered at the deadline");
+        assert_eq!(got, vec![(5, want)], "{mode}");
+        assert_eq!(a.stats().deadline_fallbacks, 1);
+        assert_eq!(lock(&k.events)[0].reason, Reason::Deadline);
+        // The late hash result is still cached for the next exec.
+        std::thread::sleep(Duration::from_millis(700));
+        a.submit(k.held(6, 1, b"x", 0));
+        k.wait_answers(2);
+        assert_eq!(a.stats().cache_hits, 1);
+    }
+}
+
+#[test]
+fn stat_failure_is_answered_with_fallback() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Lockdown, vec![], 2000);
+    a.submit(k.held(5, 0, b"x", 0));
+    assert_eq!(k.wait_answers(1), vec![(5, Decision::Deny)]);
+    assert_eq!(a.stats().errors, 1);
+    assert!(lock(&k.events)[0].error.is_some());
+}
+
+#[test]
+fn own_pid_is_allowed_without_evaluation() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Lockdown, vec![], 2000);
+    a.submit(k.held(999, 1, b"x", 0));
+    assert_eq!(k.wait_answers(1), vec![(999, Decision::Allow)]);
+    assert_eq!(a.stats().self_allowed, 1);
+    assert!(lock(&k.events).is_empty());
+}
+
+#[test]
+fn rule_and_mode_changes_flush_cache_and_marks() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Monitor, vec![], 2000);
+    a.submit(k.held(1, 1, b"x", 0));
+    k.wait_answers(1);
+    assert_eq!(a.stats().ignore_marks, 1);
+    a.set_rules(RuleSet::new(vec![block(1, b"x")]).expect("rules"));
+    assert_eq!(k.flushes.load(Ordering::SeqCst), 1);
+    assert_eq!(a.stats().ignore_marks, 0);
+    a.submit(k.held(2, 1, b"x", 0));
+    assert_eq!(k.wait_answers(2)[1], (2, Decision::Deny));
+    assert_eq!(a.set_mode(Mode::Audit), Mode::Monitor);
+    assert_eq!(k.flushes.load(Ordering::SeqCst), 2);
+    a.submit(k.held(3, 1, b"x", 0));
+    assert_eq!(k.wait_answers(3)[2], (3, Decision::Allow));
+    let ev = lock(&k.events).clone();
+    assert!(ev[2].would_deny, "audit logs the would-deny");
+    assert_eq!(a.stats().hashed, 3, "every change forced a re-evaluation");
+}
+
+#[test]
+fn shutdown_answers_everything_pending() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Lockdown, vec![], 60_000);
+    for pid in 0..4 {
+        a.submit(k.held(pid, 10 + pid as u64, b"slow", 2000));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    a.shutdown();
+    let got = k.wait_answers(4);
+    assert!(got.iter().all(|&(_, d)| d == Decision::Deny));
+    assert_eq!(a.stats().pending, 0);
+}

@@ -1,0 +1,146 @@
+//! Decision cache keyed by [`FileKey`].
+//!
+//! Allows stay until the key changes (any write changes it) or the cache is flushed by a rule or
+//! mode change. Denies expire after a short TTL so that a newly added allow rule takes effect
+//! even for a file whose deny is cached. When the bound is reached the cache is emptied: simple,
+//! and a miss only costs one hash.
+
+use crate::engine::Verdict;
+use crate::file::FileKey;
+use custos_event::Decision;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A cached result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    /// The verdict computed for this content.
+    pub verdict: Verdict,
+    /// The content's SHA-256.
+    pub sha256: String,
+}
+
+/// The cache.
+#[derive(Debug)]
+pub struct Cache {
+    map: HashMap<FileKey, (Cached, Instant)>,
+    deny_ttl: Duration,
+    max: usize,
+}
+
+impl Cache {
+    /// An empty cache.
+    pub fn new(deny_ttl: Duration, max: usize) -> Cache {
+        Cache {
+            map: HashMap::new(),
+            deny_ttl,
+            max: max.max(1),
+        }
+    }
+
+    /// Looks up a key; an expired deny is removed and is a miss.
+    pub fn get(&mut self, key: &FileKey, now: Instant) -> Option<Cached> {
+        let (c, at) = self.map.get(key)?;
+        let expired = (c.verdict.decision == Decision::Deny || c.verdict.would_deny)
+            && now.duration_since(*at) >= self.deny_ttl;
+        if expired {
+            self.map.remove(key);
+            return None;
+        }
+        Some(c.clone())
+    }
+
+    /// Stores a result.
+    pub fn insert(&mut self, key: FileKey, value: Cached, now: Instant) {
+        if self.map.len() >= self.max && !self.map.contains_key(&key) {
+            self.map.clear();
+        }
+        self.map.insert(key, (value, now));
+    }
+
+    /// Empties the cache.
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_event::Reason;
+
+    fn key(ino: u64) -> FileKey {
+        FileKey {
+            dev: 1,
+            ino,
+            size: 10,
+            mtime_ns: 5,
+            ctime_ns: 6,
+        }
+    }
+    fn cached(decision: Decision) -> Cached {
+        Cached {
+            verdict: Verdict {
+                decision,
+                would_deny: false,
+                reason: Reason::ModeDefault,
+                rule_id: None,
+                path_dependent: false,
+            },
+            sha256: "00".into(),
+        }
+    }
+
+    #[test]
+    fn allow_stays_deny_expires() {
+        let mut c = Cache::new(Duration::from_millis(1500), 10);
+        let t0 = Instant::now();
+        c.insert(key(1), cached(Decision::Allow), t0);
+        c.insert(key(2), cached(Decision::Deny), t0);
+        let later = t0 + Duration::from_secs(2);
+        assert!(c.get(&key(1), later).is_some());
+        assert!(c.get(&key(2), t0 + Duration::from_millis(100)).is_some());
+        assert!(c.get(&key(2), later).is_none());
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn any_key_field_change_is_a_miss() {
+        let mut c = Cache::new(Duration::from_secs(1), 10);
+        let t0 = Instant::now();
+        c.insert(key(1), cached(Decision::Allow), t0);
+        for k in [
+            FileKey { size: 11, ..key(1) },
+            FileKey { mtime_ns: 7, ..key(1) },
+            FileKey { ctime_ns: 7, ..key(1) },
+            FileKey { dev: 2, ..key(1) },
+            key(3),
+        ] {
+            assert!(c.get(&k, t0).is_none(), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn bounded() {
+        let mut c = Cache::new(Duration::from_secs(1), 3);
+        let t0 = Instant::now();
+        for i in 0..3 {
+            c.insert(key(i), cached(Decision::Allow), t0);
+        }
+        assert_eq!(c.len(), 3);
+        c.insert(key(99), cached(Decision::Allow), t0);
+        assert_eq!(c.len(), 1);
+        c.clear();
+        assert!(c.is_empty());
+    }
+}

@@ -1,0 +1,146 @@
+//! The decision itself: rules and mode in, verdict out. Pure; no I/O.
+
+use crate::rules::{Policy, RuleSet};
+use custos_event::{Decision, Mode, Reason};
+use serde::Serialize;
+
+/// The outcome of evaluating one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// What the kernel is told.
+    pub decision: Decision,
+    /// Audit mode only: enforcing would have denied.
+    pub would_deny: bool,
+    /// Why.
+    pub reason: Reason,
+    /// The deciding rule.
+    pub rule_id: Option<u64>,
+    /// Whether the result could differ for another path to the same file (a path rule decided,
+    /// or no hash rule matched while path rules exist). Such results get no kernel ignore mark.
+    pub path_dependent: bool,
+}
+
+/// The answer when no verdict can be computed in time or at all.
+///
+/// audit and monitor fail open (the host keeps working), lockdown fails closed.
+pub fn fallback(mode: Mode, reason: Reason) -> Verdict {
+    let decision = match mode {
+        Mode::Audit | Mode::Monitor => Decision::Allow,
+        Mode::Lockdown => Decision::Deny,
+    };
+    Verdict {
+        decision,
+        would_deny: false,
+        reason,
+        rule_id: None,
+        path_dependent: true,
+    }
+}
+
+/// Evaluates a file by hash and resolved path under `mode`.
+///
+/// - A matching rule decides: allow runs in every mode; block denies in monitor and lockdown
+///   and is a "would deny" in audit.
+/// - Otherwise the mode default: lockdown denies, audit and monitor allow.
+pub fn evaluate(rules: &RuleSet, mode: Mode, sha256: Option<&str>, path: Option<&str>) -> Verdict {
+    let path_dependent_if_unmatched = rules.has_path_rules();
+    match rules.lookup(sha256, path) {
+        Some(m) => {
+            let reason = if m.by_hash {
+                Reason::BinaryRule
+            } else {
+                Reason::PathRule
+            };
+            let (decision, would_deny) = match (m.policy, mode) {
+                (Policy::Allow, _) => (Decision::Allow, false),
+                (Policy::Block, Mode::Audit) => (Decision::Allow, true),
+                (Policy::Block, _) => (Decision::Deny, false),
+            };
+            Verdict {
+                decision,
+                would_deny,
+                reason,
+                rule_id: Some(m.id),
+                path_dependent: !m.by_hash,
+            }
+        }
+        None => Verdict {
+            decision: if mode == Mode::Lockdown {
+                Decision::Deny
+            } else {
+                Decision::Allow
+            },
+            would_deny: false,
+            reason: Reason::ModeDefault,
+            rule_id: None,
+            path_dependent: path_dependent_if_unmatched,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{Rule, Target};
+
+    fn set() -> RuleSet {
+        let r = |id, target, policy| Rule {
+            id,
+            target,
+            policy,
+            comment: None,
+            created: String::new(),
+        };
+        RuleSet::new(vec![
+            r(1, Target::Sha256("b".repeat(64)), Policy::Block),
+            r(2, Target::Sha256("a".repeat(64)), Policy::Allow),
+            r(3, Target::Path("/opt/ok/*".into()), Policy::Allow),
+        ])
+        .expect("valid")
+    }
+
+    fn d(mode: Mode, sha: char, path: &str) -> (Decision, bool, Reason) {
+        let v = evaluate(&set(), mode, Some(&sha.to_string().repeat(64)), Some(path));
+        (v.decision, v.would_deny, v.reason)
+    }
+
+    #[test]
+    fn mode_matrix() {
+        use Decision::*;
+        use Reason::*;
+        // Block rule.
+        assert_eq!(d(Mode::Audit, 'b', "/x"), (Allow, true, BinaryRule));
+        assert_eq!(d(Mode::Monitor, 'b', "/x"), (Deny, false, BinaryRule));
+        assert_eq!(d(Mode::Lockdown, 'b', "/x"), (Deny, false, BinaryRule));
+        // Allow rule.
+        for m in Mode::ALL {
+            assert_eq!(d(m, 'a', "/x"), (Allow, false, BinaryRule));
+        }
+        // Unknown.
+        assert_eq!(d(Mode::Audit, 'c', "/x"), (Allow, false, ModeDefault));
+        assert_eq!(d(Mode::Monitor, 'c', "/x"), (Allow, false, ModeDefault));
+        assert_eq!(d(Mode::Lockdown, 'c', "/x"), (Deny, false, ModeDefault));
+        // Path allow in lockdown, but a hash block still wins over it.
+        assert_eq!(d(Mode::Lockdown, 'c', "/opt/ok/p"), (Allow, false, PathRule));
+        assert_eq!(d(Mode::Lockdown, 'b', "/opt/ok/p"), (Deny, false, BinaryRule));
+    }
+
+    #[test]
+    fn path_dependence() {
+        let s = set();
+        let v = evaluate(&s, Mode::Monitor, Some(&"a".repeat(64)), Some("/x"));
+        assert!(!v.path_dependent, "hash rule decides for every path");
+        let v = evaluate(&s, Mode::Monitor, Some(&"c".repeat(64)), Some("/x"));
+        assert!(v.path_dependent, "another link could match a path rule");
+        let empty = RuleSet::default();
+        let v = evaluate(&empty, Mode::Monitor, Some(&"c".repeat(64)), Some("/x"));
+        assert!(!v.path_dependent);
+    }
+
+    #[test]
+    fn fallbacks() {
+        assert_eq!(fallback(Mode::Audit, Reason::Deadline).decision, Decision::Allow);
+        assert_eq!(fallback(Mode::Monitor, Reason::Deadline).decision, Decision::Allow);
+        assert_eq!(fallback(Mode::Lockdown, Reason::Error).decision, Decision::Deny);
+    }
+}

@@ -1,0 +1,129 @@
+//! What custos knows about a file's content: its cache key, SHA-256 and type.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+
+/// Identity of a file's content for caching: any write changes size, mtime or ctime,
+/// and a replaced file has a new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct FileKey {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i128,
+    /// Status change time, ns since the epoch.
+    pub ctime_ns: i128,
+}
+
+impl FileKey {
+    /// From `stat`/`fstat` metadata.
+    pub fn from_metadata(m: &std::fs::Metadata) -> FileKey {
+        FileKey {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        }
+    }
+}
+
+/// Streams `r` through SHA-256 (SHA-NI when the CPU has it) and returns lower-case hex.
+pub fn sha256_hex(r: &mut dyn Read) -> io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Kind of executable content, from its first bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum FileType {
+    /// An ELF object.
+    Elf,
+    /// A `#!` script, with its interpreter line.
+    Script {
+        /// The text after `#!`, trimmed.
+        interpreter: String,
+    },
+    /// Anything else (the kernel will refuse to exec it unless a binfmt handler exists).
+    Other,
+}
+
+impl FileType {
+    /// Classifies a file from its first bytes (at least 4; up to 256 for the `#!` line).
+    pub fn sniff(head: &[u8]) -> FileType {
+        if head.starts_with(b"\x7fELF") {
+            FileType::Elf
+        } else if let Some(rest) = head.strip_prefix(b"#!") {
+            let line = rest.split(|&b| b == b'\n').next().unwrap_or(rest);
+            FileType::Script {
+                interpreter: String::from_utf8_lossy(line).trim().to_owned(),
+            }
+        } else {
+            FileType::Other
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_known_vectors() {
+        assert_eq!(
+            sha256_hex(&mut &b""[..]).expect("hash"),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(&mut &b"abc"[..]).expect("hash"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // Larger than one buffer.
+        let big = vec![b'a'; 1_000_000];
+        assert_eq!(
+            sha256_hex(&mut &big[..]).expect("hash"),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        );
+    }
+
+    #[test]
+    fn key_changes_on_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"one").expect("write");
+        let k1 = FileKey::from_metadata(&std::fs::metadata(&p).expect("stat"));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::fs::write(&p, b"two").expect("write");
+        let k2 = FileKey::from_metadata(&std::fs::metadata(&p).expect("stat"));
+        assert_eq!((k1.dev, k1.ino, k1.size), (k2.dev, k2.ino, k2.size));
+        assert_ne!(k1, k2, "same size rewrite must change the key via mtime/ctime");
+    }
+
+    #[test]
+    fn sniff_types() {
+        assert_eq!(FileType::sniff(b"\x7fELF\x02\x01"), FileType::Elf);
+        assert_eq!(
+            FileType::sniff(b"#!/bin/sh -e\necho"),
+            FileType::Script {
+                interpreter: "/bin/sh -e".into()
+            }
+        );
+        assert_eq!(FileType::sniff(b"MZ"), FileType::Other);
+    }
+}

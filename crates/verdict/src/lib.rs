@@ -1,0 +1,22 @@
+//! The custos verdict engine.
+//!
+//! Everything between "the kernel holds an exec" and "the kernel is told allow or deny", with
+//! the kernel behind the [`Held`] and [`Marks`] traits so all of it runs in plain `cargo test`:
+//! file keys and hashing ([`file`]), rules and their store ([`rules`], [`store`]), the pure
+//! decision ([`engine`]), the cache ([`cache`]) and the [`Arbiter`], which holds requests,
+//! hashes on a worker pool and answers every request exactly once by its deadline.
+
+pub mod arbiter;
+pub mod cache;
+pub mod engine;
+pub mod file;
+pub mod rules;
+pub mod stats;
+pub mod store;
+
+pub use arbiter::{Arbiter, Content, Held, Marks, Options, ProcessInfo, Sink};
+pub use engine::{evaluate, fallback, Verdict};
+pub use file::{sha256_hex, FileKey, FileType};
+pub use rules::{NewRule, Policy, Rule, RuleError, RuleSet, Target};
+pub use stats::StatsSnapshot;
+pub use store::{RuleStore, StoreError};
