@@ -1,1 +1,10 @@
-//! placeholder
+//! The control socket between `custos` commands and the running agent.
+//!
+//! A Unix stream socket, mode 0600 and checked for a root peer. One JSON request per line,
+//! one JSON reply per line: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.
+
+mod protocol;
+mod server;
+
+pub use protocol::{Client, ControlError, EvaluateReply, Reply, Request, StatusReply};
+pub use server::{bind, serve, Handler};

@@ -2,10 +2,10 @@
 
 use crate::rules::{Policy, RuleSet};
 use custos_event::{Decision, Mode, Reason};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The outcome of evaluating one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// What the kernel is told.
     pub decision: Decision,

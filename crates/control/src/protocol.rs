@@ -1,0 +1,243 @@
+//! Requests, replies and the client.
+
+use custos_event::Mode;
+use custos_verdict::{NewRule, Rule, StatsSnapshot, Verdict};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Longest request line the server reads.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// A request to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Counters and configuration.
+    Status {},
+    /// Add a rule.
+    RuleAdd {
+        /// The rule.
+        rule: NewRule,
+    },
+    /// All rules.
+    RuleList {},
+    /// Remove a rule.
+    RuleRemove {
+        /// Its id.
+        id: u64,
+    },
+    /// Read or set the mode.
+    Mode {
+        /// New mode; absent to read.
+        #[serde(default)]
+        set: Option<Mode>,
+    },
+    /// What the agent would decide for a file with this hash at this path, now and per mode.
+    Evaluate {
+        /// SHA-256 hex.
+        sha256: String,
+        /// Resolved path.
+        path: Option<String>,
+    },
+}
+
+/// A reply line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// Payload on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// Message on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    /// A success with a payload.
+    pub fn ok(data: impl Serialize) -> Reply {
+        Reply {
+            ok: true,
+            data: Some(serde_json::to_value(data).unwrap_or(serde_json::Value::Null)),
+            error: None,
+        }
+    }
+    /// A failure.
+    pub fn err(msg: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            data: None,
+            error: Some(msg.into()),
+        }
+    }
+}
+
+/// `status` payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// custos version.
+    pub version: String,
+    /// Agent pid.
+    pub pid: u32,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Current mode.
+    pub mode: Mode,
+    /// Verdict deadline.
+    pub deadline_ms: u64,
+    /// Watched filesystems.
+    pub watched: Vec<serde_json::Value>,
+    /// Number of rules.
+    pub rules: usize,
+    /// Decision counters.
+    pub exec: StatsSnapshot,
+    /// Decision events written.
+    pub events_written: u64,
+    /// Decision events dropped because the output fell behind.
+    pub events_dropped: u64,
+}
+
+/// `evaluate` payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluateReply {
+    /// Current mode.
+    pub mode: Mode,
+    /// The verdict in the current mode.
+    pub now: Verdict,
+    /// The verdict in each mode.
+    pub per_mode: Vec<(Mode, Verdict)>,
+    /// The deciding rule, if any.
+    pub rule: Option<Rule>,
+}
+
+/// Errors talking to the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Nothing listens on the socket.
+    #[error("custos agent is not running (no listener on {path})")]
+    NotRunning {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// Another agent already listens on the socket.
+    #[error("another custos agent is already running on {path}")]
+    AlreadyRunning {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// Socket I/O failed.
+    #[error("control socket {path}: {op}")]
+    Io {
+        /// The socket.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The agent answered something unreadable.
+    #[error("bad reply from agent: {0}")]
+    BadReply(String),
+    /// The agent refused the request.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A connection to the agent.
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+}
+
+impl Client {
+    /// Connects to the agent's socket (10 s I/O timeout).
+    pub fn connect(path: &Path) -> Result<Client, ControlError> {
+        let io = |op| {
+            let path = path.to_owned();
+            move |source| ControlError::Io { path, op, source }
+        };
+        let s = match UnixStream::connect(path) {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Err(ControlError::NotRunning {
+                    path: path.to_owned(),
+                })
+            }
+            Err(e) => return Err(io("connect")(e)),
+        };
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(io("set timeout"))?;
+        s.set_write_timeout(Some(Duration::from_secs(10)))
+            .map_err(io("set timeout"))?;
+        Ok(Client {
+            path: path.to_owned(),
+            reader: BufReader::new(s),
+        })
+    }
+
+    /// Sends a request and returns the payload of a successful reply.
+    pub fn call(&mut self, req: &Request) -> Result<serde_json::Value, ControlError> {
+        let mut line = serde_json::to_string(req).map_err(|e| ControlError::BadReply(e.to_string()))?;
+        line.push('\n');
+        self.raw(&line)
+    }
+
+    /// Sends one raw line (for tests of malformed input) and returns the payload.
+    pub fn raw(&mut self, line: &str) -> Result<serde_json::Value, ControlError> {
+        let io = |op| {
+            let path = self.path.clone();
+            move |source| ControlError::Io { path, op, source }
+        };
+        self.reader
+            .get_mut()
+            .write_all(line.as_bytes())
+            .map_err(io("write"))?;
+        let mut reply = String::new();
+        self.reader.read_line(&mut reply).map_err(io("read"))?;
+        if reply.is_empty() {
+            return Err(ControlError::BadReply("connection closed".into()));
+        }
+        let r: Reply =
+            serde_json::from_str(&reply).map_err(|e| ControlError::BadReply(e.to_string()))?;
+        match r {
+            Reply { ok: true, data, .. } => Ok(data.unwrap_or(serde_json::Value::Null)),
+            Reply { error, .. } => Err(ControlError::Refused(
+                error.unwrap_or_else(|| "request failed".into()),
+            )),
+        }
+    }
+
+    /// Typed call.
+    pub fn call_as<T: serde::de::DeserializeOwned>(&mut self, req: &Request) -> Result<T, ControlError> {
+        let v = self.call(req)?;
+        serde_json::from_value(v).map_err(|e| ControlError::BadReply(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format() {
+        let r: Request = serde_json::from_str(r#"{"cmd":"mode","set":"lockdown"}"#).expect("parse");
+        assert_eq!(r, Request::Mode { set: Some(Mode::Lockdown) });
+        let r: Request = serde_json::from_str(r#"{"cmd":"mode"}"#).expect("parse");
+        assert_eq!(r, Request::Mode { set: None });
+        let r: Request = serde_json::from_str(r#"{"cmd":"rule_remove","id":3}"#).expect("parse");
+        assert_eq!(r, Request::RuleRemove { id: 3 });
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"mode","set":"bogus"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"reboot"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"status","x":1}"#).is_err());
+    }
+}

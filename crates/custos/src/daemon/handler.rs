@@ -1,0 +1,105 @@
+//! Control requests against the running agent.
+
+use super::output::Output;
+use custos_config::Config;
+use custos_control::{EvaluateReply, Handler, Reply, Request, StatusReply};
+use custos_event::Mode;
+use custos_sensor_fanotify::{HeldExec, WatchedFs};
+use custos_verdict::{evaluate, Arbiter, RuleSet, RuleStore, Target};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What the control socket can see and change.
+pub struct Daemon {
+    pub arbiter: Arc<Arbiter<HeldExec>>,
+    pub store: RuleStore,
+    pub watched: Vec<WatchedFs>,
+    pub cfg: Config,
+    pub started: Instant,
+    pub output: Arc<Output>,
+    /// Serialises rule changes so the rule set applied is always the one last stored.
+    pub rule_lock: Mutex<()>,
+}
+
+/// The verdict for a hash and path under every mode, with the deciding rule.
+pub fn evaluate_all(rules: &RuleSet, mode: Mode, sha256: &str, path: Option<&str>) -> EvaluateReply {
+    let per_mode: Vec<_> = Mode::ALL
+        .into_iter()
+        .map(|m| (m, evaluate(rules, m, Some(sha256), path)))
+        .collect();
+    let now = evaluate(rules, mode, Some(sha256), path);
+    let rule = now
+        .rule_id
+        .and_then(|id| rules.rules().iter().find(|r| r.id == id).cloned());
+    EvaluateReply {
+        mode,
+        now,
+        per_mode,
+        rule,
+    }
+}
+
+impl Daemon {
+    fn status(&self) -> StatusReply {
+        StatusReply {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs(),
+            mode: self.arbiter.mode(),
+            deadline_ms: self.cfg.deadline_ms,
+            watched: self
+                .watched
+                .iter()
+                .filter_map(|w| serde_json::to_value(w).ok())
+                .collect(),
+            rules: self.arbiter.rules().rules().len(),
+            exec: self.arbiter.stats(),
+            events_written: self.output.written(),
+            events_dropped: self.output.dropped(),
+        }
+    }
+}
+
+impl Handler for Daemon {
+    fn handle(&self, req: Request) -> Reply {
+        match req {
+            Request::Status {} => Reply::ok(self.status()),
+            Request::RuleList {} => Reply::ok(self.arbiter.rules().rules()),
+            Request::RuleAdd { rule } => {
+                let _g = self.rule_lock.lock().unwrap_or_else(|p| p.into_inner());
+                match self.store.add(rule) {
+                    Ok((rule, set)) => {
+                        self.arbiter.set_rules(set);
+                        tracing::info!(id = rule.id, target = %rule.target, policy = ?rule.policy, "rule added");
+                        Reply::ok(rule)
+                    }
+                    Err(e) => Reply::err(e.to_string()),
+                }
+            }
+            Request::RuleRemove { id } => {
+                let _g = self.rule_lock.lock().unwrap_or_else(|p| p.into_inner());
+                match self.store.remove(id) {
+                    Ok((rule, set)) => {
+                        self.arbiter.set_rules(set);
+                        tracing::info!(id, "rule removed");
+                        Reply::ok(rule)
+                    }
+                    Err(e) => Reply::err(e.to_string()),
+                }
+            }
+            Request::Mode { set: None } => Reply::ok(serde_json::json!({ "mode": self.arbiter.mode() })),
+            Request::Mode { set: Some(m) } => {
+                let old = self.arbiter.set_mode(m);
+                tracing::info!(from = %old, to = %m, "mode changed");
+                Reply::ok(serde_json::json!({ "mode": m, "previous": old }))
+            }
+            Request::Evaluate { sha256, path } => {
+                let Ok(Target::Sha256(sha)) = Target::Sha256(sha256).validated() else {
+                    return Reply::err("evaluate: sha256 must be 64 hex digits");
+                };
+                let rules = self.arbiter.rules();
+                Reply::ok(evaluate_all(&rules, self.arbiter.mode(), &sha, path.as_deref()))
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! `custos run`: wires config, rules, the fanotify sensor, the arbiter, the event output and the
+//! control socket together, then reads events until SIGTERM/SIGINT.
+
+mod handler;
+mod output;
+
+pub use handler::evaluate_all;
+
+use anyhow::{bail, Context};
+use custos_config::Config;
+use custos_event::Mode;
+use custos_sensor_fanotify::{mounts, Group};
+use custos_verdict::{Arbiter, Options, RuleStore};
+use handler::Daemon;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Runs the agent in the foreground until a termination signal.
+pub fn run(cfg: Config, mode: Option<Mode>) -> anyhow::Result<()> {
+    let mode = mode.unwrap_or(cfg.mode);
+    if !nix::unistd::geteuid().is_root() {
+        bail!("custos run needs root (fanotify permission events need CAP_SYS_ADMIN)");
+    }
+    let store = RuleStore::new(&cfg.state_dir);
+    let rules = store.load().context("cannot load rules")?;
+    let listener = custos_control::bind(&cfg.socket).context("cannot open control socket")?;
+    let socket = cfg.socket.clone();
+    let result = serve(cfg, mode, store, rules, listener);
+    let _ = std::fs::remove_file(&socket);
+    result
+}
+
+fn serve(
+    cfg: Config,
+    mode: Mode,
+    store: RuleStore,
+    rules: custos_verdict::RuleSet,
+    listener: std::os::unix::net::UnixListener,
+) -> anyhow::Result<()> {
+    // Signals first: a SIGTERM during start-up still ends the agent cleanly.
+    let (stop_rx, stop_tx) = UnixStream::pair().context("cannot create signal pipe")?;
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::low_level::pipe::register(sig, stop_tx.try_clone()?)
+            .context("cannot install signal handler")?;
+    }
+    let output = output::Output::open(&cfg.events)?;
+    let group = Group::new()?;
+    let entries = mounts::read_mountinfo().context("cannot read /proc/self/mountinfo")?;
+    let watched = if cfg.exec.watch.is_empty() {
+        group.watch_all(&mounts::discover(&entries), false)?
+    } else {
+        group.watch_all(&mounts::describe(&cfg.exec.watch, &entries), true)?
+    };
+    if watched.is_empty() {
+        bail!("no filesystem could be watched");
+    }
+    let arbiter = Arc::new(Arbiter::new(
+        Options {
+            deadline: Duration::from_millis(cfg.deadline_ms),
+            workers: cfg.workers(),
+            deny_ttl: Duration::from_millis(cfg.exec.deny_cache_ms),
+            cache_entries: cfg.exec.cache_entries,
+            self_pid: std::process::id() as i32,
+        },
+        mode,
+        rules,
+        output.clone(),
+        group.clone(),
+    )?);
+    let n_rules = arbiter.rules().rules().len();
+    let daemon = Arc::new(Daemon {
+        arbiter: arbiter.clone(),
+        store,
+        watched: watched.clone(),
+        cfg,
+        started: Instant::now(),
+        output: output.clone(),
+        rule_lock: Mutex::new(()),
+    });
+    custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;
+    let mounts: Vec<_> = watched.iter().map(|w| w.mount.display().to_string()).collect();
+    tracing::info!(%mode, rules = n_rules, watched = ?mounts, deadline_ms = daemon.cfg.deadline_ms, "custos running");
+
+    let stop = OwnedFd::from(stop_rx);
+    let run = group.run(&stop, |held| arbiter.submit(held));
+    tracing::info!("stopping: answering pending execs");
+    arbiter.shutdown();
+    output.close();
+    run.context("exec sensor failed")?;
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! The fanotify group: init, filesystem marks, reading, ignore marks.
+
+use crate::held::HeldExec;
+use crate::mounts::WatchedFs;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Errors setting up or running the sensor.
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    /// `fanotify_init` failed (needs root and `CONFIG_FANOTIFY_ACCESS_PERMISSIONS`).
+    #[error("fanotify_init failed (custos run needs root and a kernel with fanotify permission events)")]
+    Init(#[source] Errno),
+    /// `fanotify_mark` on a watched filesystem failed.
+    #[error("cannot watch execs on the filesystem of {path}")]
+    Mark {
+        /// The mount point.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: Errno,
+    },
+    /// Reading events failed.
+    #[error("reading fanotify events failed")]
+    Read(#[source] Errno),
+    /// `/proc/self/mountinfo` could not be read.
+    #[error("cannot read /proc/self/mountinfo")]
+    Mountinfo(#[source] std::io::Error),
+}
+
+/// A fanotify group in `FAN_CLASS_CONTENT` holding execs on the watched filesystems.
+#[derive(Debug)]
+pub struct Group {
+    fan: Fanotify,
+    evictable: AtomicBool,
+}
+
+/// Why [`Group::run`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The stop fd became readable.
+    Requested,
+}
+
+impl Group {
+    /// Creates the group: `FAN_CLASS_CONTENT | FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS`, event
+    /// fds opened read-only and close-on-exec.
+    pub fn new() -> Result<Arc<Group>, SensorError> {
+        let fan = Fanotify::init(
+            InitFlags::FAN_CLASS_CONTENT
+                | InitFlags::FAN_CLOEXEC
+                | InitFlags::FAN_UNLIMITED_QUEUE
+                | InitFlags::FAN_UNLIMITED_MARKS,
+            EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
+        )
+        .map_err(SensorError::Init)?;
+        Ok(Arc::new(Group {
+            fan,
+            evictable: AtomicBool::new(true),
+        }))
+    }
+
+    /// Holds every exec on the filesystem that `mount` is on (`FAN_MARK_FILESYSTEM`).
+    pub fn watch(&self, mount: &Path) -> Result<(), SensorError> {
+        self.fan
+            .mark(
+                MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
+                MaskFlags::FAN_OPEN_EXEC_PERM,
+                self.fan.as_fd(),
+                Some(mount),
+            )
+            .map_err(|source| SensorError::Mark {
+                path: mount.to_owned(),
+                source,
+            })
+    }
+
+    /// Marks every filesystem in `list`. Errors on an explicitly configured mount are returned;
+    /// discovered ones that fail are skipped with a warning (e.g. a filesystem that refuses marks).
+    pub fn watch_all(&self, list: &[WatchedFs], explicit: bool) -> Result<Vec<WatchedFs>, SensorError> {
+        let mut done = Vec::new();
+        for fs in list {
+            match self.watch(&fs.mount) {
+                Ok(()) => done.push(fs.clone()),
+                Err(e) if !explicit => {
+                    tracing::warn!(mount = %fs.mount.display(), "not watched: {e}: {}", e.source_errno());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Places an ignore mark for exec permission events on the inode behind `fd`. The kernel
+    /// clears it when the file is modified. Evictable where the kernel supports it, so the mark
+    /// does not pin the inode in memory.
+    pub(crate) fn ignore(&self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        let base = MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK;
+        if self.evictable.load(Ordering::Relaxed) {
+            match self.fan.mark(
+                base | MarkFlags::FAN_MARK_EVICTABLE,
+                MaskFlags::FAN_OPEN_EXEC_PERM,
+                fd,
+                None::<&Path>,
+            ) {
+                Err(Errno::EINVAL) => {
+                    tracing::info!("kernel has no evictable marks; using plain ignore marks");
+                    self.evictable.store(false, Ordering::Relaxed);
+                }
+                r => return r,
+            }
+        }
+        self.fan
+            .mark(base, MaskFlags::FAN_OPEN_EXEC_PERM, fd, None::<&Path>)
+    }
+
+    /// Removes all inode marks (the ignore marks); filesystem marks stay.
+    pub fn flush_ignores(&self) -> Result<(), Errno> {
+        self.fan.mark(
+            MarkFlags::FAN_MARK_FLUSH,
+            MaskFlags::empty(),
+            self.fan.as_fd(),
+            None::<&Path>,
+        )
+    }
+
+    pub(crate) fn respond(&self, fd: BorrowedFd<'_>, allow: bool) -> Result<(), Errno> {
+        use nix::sys::fanotify::{FanotifyResponse, Response};
+        let r = if allow { Response::FAN_ALLOW } else { Response::FAN_DENY };
+        self.fan.write_response(FanotifyResponse::new(fd, r))
+    }
+
+    /// Reads events until `stop` becomes readable, handing each held exec to `on_exec`.
+    /// Events that are not holdable (queue overflow, wrong version) are logged and skipped;
+    /// a held exec that `on_exec` drops unanswered is allowed by [`HeldExec`]'s `Drop`.
+    pub fn run(
+        self: &Arc<Self>,
+        stop: &OwnedFd,
+        mut on_exec: impl FnMut(HeldExec),
+    ) -> Result<Stop, SensorError> {
+        loop {
+            let mut fds = [
+                PollFd::new(self.fan.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(SensorError::Read(e)),
+            }
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                return Ok(Stop::Requested);
+            }
+            if !fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                continue;
+            }
+            let events = match self.fan.read_events() {
+                Ok(ev) => ev,
+                Err(Errno::EINTR | Errno::EAGAIN) => continue,
+                Err(e) => return Err(SensorError::Read(e)),
+            };
+            for ev in events {
+                if !ev.check_version() {
+                    tracing::error!(version = ev.version(), "fanotify event version mismatch; skipped");
+                    continue;
+                }
+                if ev.fd().is_none() {
+                    tracing::error!("fanotify queue overflow");
+                    continue;
+                }
+                on_exec(HeldExec::new(self.clone(), ev));
+            }
+        }
+    }
+}
+
+impl SensorError {
+    fn source_errno(&self) -> String {
+        match self {
+            SensorError::Mark { source, .. } | SensorError::Init(source) | SensorError::Read(source) => {
+                source.desc().to_owned()
+            }
+            SensorError::Mountinfo(e) => e.to_string(),
+        }
+    }
+}
+
+impl custos_verdict::Marks for Group {
+    fn flush_ignores(&self) -> std::io::Result<()> {
+        Group::flush_ignores(self).map_err(std::io::Error::from)
+    }
+}
+

@@ -1,0 +1,125 @@
+//! One exec held by the kernel.
+
+use crate::group::Group;
+use crate::procfs;
+use custos_event::Decision;
+use custos_verdict::{Content, FileKey, Held, ProcessInfo};
+use nix::sys::fanotify::FanotifyEvent;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+
+/// A `FAN_OPEN_EXEC_PERM` event not yet answered. Dropping it unanswered answers `FAN_ALLOW`,
+/// so no code path (error, panic unwinding, shutdown) can leave the exec hanging.
+#[derive(Debug)]
+pub struct HeldExec {
+    group: Arc<Group>,
+    event: Option<FanotifyEvent>,
+    pid: i32,
+}
+
+impl HeldExec {
+    pub(crate) fn new(group: Arc<Group>, event: FanotifyEvent) -> HeldExec {
+        let pid = event.pid();
+        HeldExec {
+            group,
+            event: Some(event),
+            pid,
+        }
+    }
+
+    fn event(&self) -> io::Result<&FanotifyEvent> {
+        self.event
+            .as_ref()
+            .ok_or_else(|| io::Error::other("event already answered"))
+    }
+
+    fn file(&self) -> io::Result<std::fs::File> {
+        let ev = self.event()?;
+        let fd = ev.fd().ok_or_else(|| io::Error::other("event has no fd"))?;
+        Ok(std::fs::File::from(fd.try_clone_to_owned()?))
+    }
+
+    fn send(&mut self, allow: bool) -> io::Result<()> {
+        let Some(ev) = self.event.take() else {
+            return Ok(());
+        };
+        let fd = ev.fd().ok_or_else(|| io::Error::other("event has no fd"))?;
+        self.group.respond(fd, allow).map_err(io::Error::from)
+        // `ev` drops here and closes the event fd.
+    }
+}
+
+impl Held for HeldExec {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn key(&self) -> io::Result<FileKey> {
+        let ev = self.event()?;
+        let fd = ev.fd().ok_or_else(|| io::Error::other("event has no fd"))?;
+        let st = nix::sys::stat::fstat(fd)?;
+        Ok(FileKey {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+            ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
+        })
+    }
+
+    fn path(&self) -> Option<String> {
+        let ev = self.event().ok()?;
+        let fd = ev.fd()?;
+        procfs::fd_path(fd.as_raw_fd())
+    }
+
+    fn content(&self) -> io::Result<Box<dyn Content>> {
+        // A dup shares the event's open file, which the kernel opened with FMODE_NONOTIFY:
+        // reading it raises no fanotify events, so the agent never waits on itself.
+        Ok(Box::new(PositionedFile(self.file()?, 0)))
+    }
+
+    fn process(&self) -> ProcessInfo {
+        procfs::process_info(self.pid)
+    }
+
+    fn ignore(&self) -> io::Result<()> {
+        let ev = self.event()?;
+        let fd = ev.fd().ok_or_else(|| io::Error::other("event has no fd"))?;
+        self.group.ignore(fd.as_fd()).map_err(io::Error::from)
+    }
+
+    fn answer(mut self, decision: Decision) -> io::Result<()> {
+        self.send(decision == Decision::Allow)
+    }
+}
+
+impl Drop for HeldExec {
+    fn drop(&mut self) {
+        if self.event.is_some() {
+            if let Err(e) = self.send(true) {
+                tracing::error!(pid = self.pid, "cannot answer dropped exec: {e}");
+            }
+        }
+    }
+}
+
+/// Reads with `pread` from its own offset, so sharing the open file with the held event (and
+/// with the program loader once allowed) cannot move anyone's position.
+struct PositionedFile(std::fs::File, u64);
+
+impl io::Read for PositionedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.0.read_at(buf, self.1)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+}
+
+impl Content for PositionedFile {
+    fn key(&self) -> io::Result<FileKey> {
+        self.0.key()
+    }
+}
