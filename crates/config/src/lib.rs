@@ -105,7 +105,16 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    let src = text.lines().nth(line - 1).unwrap_or("").trim();
+                    format!("line {line}, column {col}: {} (in `{src}`)", e.message())
+                }
+                None => e.message().to_owned(),
+            },
         })?;
         cfg.validate(path)?;
         Ok(cfg)
@@ -217,7 +226,7 @@ mod tests {
     #[test]
     fn unknown_key_is_named() {
         let e = parse("mod = \"audit\"").unwrap_err().to_string();
-        assert!(e.contains("mod"), "{e}");
+        assert!(e.contains("line 1, column 1: unknown field `mod`"), "{e}");
         let e = parse("[exec]\nwatches = []").unwrap_err().to_string();
         assert!(e.contains("watches"), "{e}");
     }
@@ -230,7 +239,9 @@ mod tests {
         assert!(e.contains("deadline_ms"), "{e}");
         let e = parse("deadline_ms = 0").unwrap_err().to_string();
         assert!(e.contains("`deadline_ms`"), "{e}");
-        let e = parse("[exec]\nwatch = [\"relative\"]").unwrap_err().to_string();
+        let e = parse("[exec]\nwatch = [\"relative\"]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("exec.watch") && e.contains("relative"), "{e}");
         let e = parse("socket = \"x.sock\"").unwrap_err().to_string();
         assert!(e.contains("`socket`"), "{e}");

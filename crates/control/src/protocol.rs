@@ -187,7 +187,8 @@ impl Client {
 
     /// Sends a request and returns the payload of a successful reply.
     pub fn call(&mut self, req: &Request) -> Result<serde_json::Value, ControlError> {
-        let mut line = serde_json::to_string(req).map_err(|e| ControlError::BadReply(e.to_string()))?;
+        let mut line =
+            serde_json::to_string(req).map_err(|e| ControlError::BadReply(e.to_string()))?;
         line.push('\n');
         self.raw(&line)
     }
@@ -218,7 +219,10 @@ impl Client {
     }
 
     /// Typed call.
-    pub fn call_as<T: serde::de::DeserializeOwned>(&mut self, req: &Request) -> Result<T, ControlError> {
+    pub fn call_as<T: serde::de::DeserializeOwned>(
+        &mut self,
+        req: &Request,
+    ) -> Result<T, ControlError> {
         let v = self.call(req)?;
         serde_json::from_value(v).map_err(|e| ControlError::BadReply(e.to_string()))
     }
@@ -231,7 +235,12 @@ mod tests {
     #[test]
     fn request_wire_format() {
         let r: Request = serde_json::from_str(r#"{"cmd":"mode","set":"lockdown"}"#).expect("parse");
-        assert_eq!(r, Request::Mode { set: Some(Mode::Lockdown) });
+        assert_eq!(
+            r,
+            Request::Mode {
+                set: Some(Mode::Lockdown)
+            }
+        );
         let r: Request = serde_json::from_str(r#"{"cmd":"mode"}"#).expect("parse");
         assert_eq!(r, Request::Mode { set: None });
         let r: Request = serde_json::from_str(r#"{"cmd":"rule_remove","id":3}"#).expect("parse");

@@ -78,7 +78,10 @@ fn connection(mut s: UnixStream, handler: &dyn Handler) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
     if !peer_is_root(&s) {
-        let _ = send(&mut s, &Reply::err("permission denied: the control socket is root-only"));
+        let _ = send(
+            &mut s,
+            &Reply::err("permission denied: the control socket is root-only"),
+        );
         return;
     }
     let Ok(read_half) = s.try_clone() else { return };
@@ -91,7 +94,10 @@ fn connection(mut s: UnixStream, handler: &dyn Handler) {
             Ok(_) => {}
         }
         if line.len() > MAX_LINE {
-            let _ = send(&mut s, &Reply::err(format!("request longer than {MAX_LINE} bytes")));
+            let _ = send(
+                &mut s,
+                &Reply::err(format!("request longer than {MAX_LINE} bytes")),
+            );
             return;
         }
         let reply = match serde_json::from_slice::<Request>(&line) {
@@ -113,7 +119,7 @@ mod tests {
     impl Handler for Echo {
         fn handle(&self, req: Request) -> Reply {
             match req {
-                Request::RuleRemove { id } if id == 0 => Reply::err("no rule with id 0"),
+                Request::RuleRemove { id: 0 } => Reply::err("no rule with id 0"),
                 r => Reply::ok(format!("{r:?}")),
             }
         }
@@ -136,7 +142,10 @@ mod tests {
         assert_eq!(c.call(&Request::Status {}).expect("status"), "Status");
         let e = c.raw("{not json\n").unwrap_err().to_string();
         assert!(e.contains("malformed request"), "{e}");
-        let e = c.call(&Request::RuleRemove { id: 0 }).unwrap_err().to_string();
+        let e = c
+            .call(&Request::RuleRemove { id: 0 })
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "no rule with id 0");
         // The connection still works after errors.
         assert_eq!(c.call(&Request::RuleList {}).expect("list"), "RuleList");
@@ -146,10 +155,16 @@ mod tests {
     fn not_running_is_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("none.sock");
-        assert!(matches!(Client::connect(&p), Err(ControlError::NotRunning { .. })));
+        assert!(matches!(
+            Client::connect(&p),
+            Err(ControlError::NotRunning { .. })
+        ));
         // A stale socket file with no listener: also "not running", and bind replaces it.
         drop(std::os::unix::net::UnixListener::bind(&p).expect("bind"));
-        assert!(matches!(Client::connect(&p), Err(ControlError::NotRunning { .. })));
+        assert!(matches!(
+            Client::connect(&p),
+            Err(ControlError::NotRunning { .. })
+        ));
         assert!(bind(&p).is_ok());
     }
 }

@@ -135,8 +135,12 @@ mod tests {
         for bad in [
             vec!["custos", "rule", "add", "--block"],
             vec!["custos", "rule", "add", "--path", "/x"],
-            vec!["custos", "rule", "add", "--path", "/x", "--sha256", "a", "--block"],
-            vec!["custos", "rule", "add", "--path", "/x", "--allow", "--block"],
+            vec![
+                "custos", "rule", "add", "--path", "/x", "--sha256", "a", "--block",
+            ],
+            vec![
+                "custos", "rule", "add", "--path", "/x", "--allow", "--block",
+            ],
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
         }
@@ -144,10 +148,18 @@ mod tests {
 
     #[test]
     fn mode_values() {
-        let c = Cli::try_parse_from(["custos", "mode", "lockdown", "--config", "/c.toml"]).expect("parse");
-        assert!(matches!(c.cmd, Cmd::Mode { mode: Some(Mode::Lockdown) }));
+        let c = Cli::try_parse_from(["custos", "mode", "lockdown", "--config", "/c.toml"])
+            .expect("parse");
+        assert!(matches!(
+            c.cmd,
+            Cmd::Mode {
+                mode: Some(Mode::Lockdown)
+            }
+        ));
         assert_eq!(c.config.as_deref(), Some(std::path::Path::new("/c.toml")));
-        let e = Cli::try_parse_from(["custos", "mode", "strict"]).unwrap_err().to_string();
+        let e = Cli::try_parse_from(["custos", "mode", "strict"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("strict"), "{e}");
     }
 }

@@ -63,13 +63,22 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
             w["dev"].as_str().unwrap_or("")
         );
     }
-    println!("decisions:          {} allowed, {} denied, {} would-deny (audit)", e.allowed, e.denied, e.would_deny);
-    println!("cache:              {} hits, {} misses, {} files hashed", e.cache_hits, e.cache_misses, e.hashed);
+    println!(
+        "decisions:          {} allowed, {} denied, {} would-deny (audit)",
+        e.allowed, e.denied, e.would_deny
+    );
+    println!(
+        "cache:              {} hits, {} misses, {} files hashed",
+        e.cache_hits, e.cache_misses, e.hashed
+    );
     println!("ignore marks:       {}", e.ignore_marks);
     println!("deadline fallbacks: {}", e.deadline_fallbacks);
     println!("errors:             {}", e.errors);
     println!("pending now:        {}", e.pending);
-    println!("events:             {} written, {} dropped", s.events_written, s.events_dropped);
+    println!(
+        "events:             {} written, {} dropped",
+        s.events_written, s.events_dropped
+    );
     Ok(())
 }
 
@@ -103,12 +112,16 @@ fn rule(cfg: &Config, cmd: RuleCmd) -> anyhow::Result<()> {
             println!("added rule {}: {:?} {}", r.id, r.policy, r.target);
         }
         RuleCmd::List { json } => {
-            let rules: Vec<Rule> =
-                with_agent_or_store(cfg, Request::RuleList {}, |s| Ok(s.load()?.rules().to_vec()))?;
+            let rules: Vec<Rule> = with_agent_or_store(cfg, Request::RuleList {}, |s| {
+                Ok(s.load()?.rules().to_vec())
+            })?;
             if json {
                 return print_json(&rules);
             }
-            println!("{:<5} {:<6} {:<8} {:<66} COMMENT", "ID", "POLICY", "KIND", "TARGET");
+            println!(
+                "{:<5} {:<6} {:<8} {:<66} COMMENT",
+                "ID", "POLICY", "KIND", "TARGET"
+            );
             for r in rules {
                 let (kind, t) = match &r.target {
                     Target::Sha256(h) => ("sha256", h),
@@ -118,7 +131,14 @@ fn rule(cfg: &Config, cmd: RuleCmd) -> anyhow::Result<()> {
                     Policy::Allow => "allow",
                     Policy::Block => "block",
                 };
-                println!("{:<5} {:<6} {:<8} {:<66} {}", r.id, policy, kind, t, r.comment.unwrap_or_default());
+                println!(
+                    "{:<5} {:<6} {:<8} {:<66} {}",
+                    r.id,
+                    policy,
+                    kind,
+                    t,
+                    r.comment.unwrap_or_default()
+                );
             }
         }
         RuleCmd::Remove { id } => {
@@ -135,12 +155,19 @@ fn new_rule(a: RuleAdd) -> anyhow::Result<NewRule> {
         (Some(h), _, _) => Target::Sha256(h),
         (_, Some(p), _) => Target::Path(p),
         (_, _, Some(f)) => {
-            let mut file = std::fs::File::open(&f).with_context(|| format!("cannot open {}", f.display()))?;
-            Target::Sha256(sha256_hex(&mut file).with_context(|| format!("cannot read {}", f.display()))?)
+            let mut file =
+                std::fs::File::open(&f).with_context(|| format!("cannot open {}", f.display()))?;
+            Target::Sha256(
+                sha256_hex(&mut file).with_context(|| format!("cannot read {}", f.display()))?,
+            )
         }
         _ => bail!("give --sha256, --path or --file"),
     };
-    let policy = if a.allow { Policy::Allow } else { Policy::Block };
+    let policy = if a.allow {
+        Policy::Allow
+    } else {
+        Policy::Block
+    };
     Ok(NewRule {
         target,
         policy,
@@ -174,8 +201,10 @@ struct FileInfo {
 fn fileinfo(cfg: &Config, path: &Path, json: bool) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // Judged like an exec: by the resolved path, which is what the kernel reports.
-    let real = std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))?;
-    let mut f = std::fs::File::open(&real).with_context(|| format!("cannot open {}", real.display()))?;
+    let real = std::fs::canonicalize(path)
+        .with_context(|| format!("cannot resolve {}", path.display()))?;
+    let mut f =
+        std::fs::File::open(&real).with_context(|| format!("cannot open {}", real.display()))?;
     let meta = f.metadata()?;
     if !meta.is_file() {
         bail!("{} is not a regular file", real.display());
@@ -195,7 +224,10 @@ fn fileinfo(cfg: &Config, path: &Path, json: bool) -> anyhow::Result<()> {
         ),
         Err(ControlError::NotRunning { .. }) => {
             let rules = RuleStore::new(&cfg.state_dir).load()?;
-            (daemon::evaluate_all(&rules, cfg.mode, &sha, Some(&real_s)), false)
+            (
+                daemon::evaluate_all(&rules, cfg.mode, &sha, Some(&real_s)),
+                false,
+            )
         }
         Err(e) => return Err(e.into()),
     };
@@ -225,9 +257,17 @@ fn fileinfo(cfg: &Config, path: &Path, json: bool) -> anyhow::Result<()> {
         Some(r) => println!("rule:      {} ({:?} {})", r.id, r.policy, r.target),
         None => println!("rule:      none"),
     }
-    let src = if info.agent_running { "running agent" } else { "config; agent not running" };
+    let src = if info.agent_running {
+        "running agent"
+    } else {
+        "config; agent not running"
+    };
     println!("mode:      {} ({src})", v.mode);
-    println!("decision:  {:?} ({})", v.now.decision, v.now.reason.as_str());
+    println!(
+        "decision:  {:?} ({})",
+        v.now.decision,
+        v.now.reason.as_str()
+    );
     for (m, d) in &v.per_mode {
         let w = if d.would_deny { ", would deny" } else { "" };
         println!("  {m:<9} {:?}{w}", d.decision);

@@ -14,7 +14,9 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum SensorError {
     /// `fanotify_init` failed (needs root and `CONFIG_FANOTIFY_ACCESS_PERMISSIONS`).
-    #[error("fanotify_init failed (custos run needs root and a kernel with fanotify permission events)")]
+    #[error(
+        "fanotify_init failed (custos run needs root and a kernel with fanotify permission events)"
+    )]
     Init(#[source] Errno),
     /// `fanotify_mark` on a watched filesystem failed.
     #[error("cannot watch execs on the filesystem of {path}")]
@@ -82,7 +84,11 @@ impl Group {
 
     /// Marks every filesystem in `list`. Errors on an explicitly configured mount are returned;
     /// discovered ones that fail are skipped with a warning (e.g. a filesystem that refuses marks).
-    pub fn watch_all(&self, list: &[WatchedFs], explicit: bool) -> Result<Vec<WatchedFs>, SensorError> {
+    pub fn watch_all(
+        &self,
+        list: &[WatchedFs],
+        explicit: bool,
+    ) -> Result<Vec<WatchedFs>, SensorError> {
         let mut done = Vec::new();
         for fs in list {
             match self.watch(&fs.mount) {
@@ -131,7 +137,11 @@ impl Group {
 
     pub(crate) fn respond(&self, fd: BorrowedFd<'_>, allow: bool) -> Result<(), Errno> {
         use nix::sys::fanotify::{FanotifyResponse, Response};
-        let r = if allow { Response::FAN_ALLOW } else { Response::FAN_DENY };
+        let r = if allow {
+            Response::FAN_ALLOW
+        } else {
+            Response::FAN_DENY
+        };
         self.fan.write_response(FanotifyResponse::new(fd, r))
     }
 
@@ -156,7 +166,10 @@ impl Group {
             if fds[1].revents().is_some_and(|r| !r.is_empty()) {
                 return Ok(Stop::Requested);
             }
-            if !fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+            if !fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+            {
                 continue;
             }
             let events = match self.fan.read_events() {
@@ -166,7 +179,10 @@ impl Group {
             };
             for ev in events {
                 if !ev.check_version() {
-                    tracing::error!(version = ev.version(), "fanotify event version mismatch; skipped");
+                    tracing::error!(
+                        version = ev.version(),
+                        "fanotify event version mismatch; skipped"
+                    );
                     continue;
                 }
                 if ev.fd().is_none() {
@@ -182,9 +198,9 @@ impl Group {
 impl SensorError {
     fn source_errno(&self) -> String {
         match self {
-            SensorError::Mark { source, .. } | SensorError::Init(source) | SensorError::Read(source) => {
-                source.desc().to_owned()
-            }
+            SensorError::Mark { source, .. }
+            | SensorError::Init(source)
+            | SensorError::Read(source) => source.desc().to_owned(),
             SensorError::Mountinfo(e) => e.to_string(),
         }
     }
@@ -195,4 +211,3 @@ impl custos_verdict::Marks for Group {
         Group::flush_ignores(self).map_err(std::io::Error::from)
     }
 }
-

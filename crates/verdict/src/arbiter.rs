@@ -224,8 +224,22 @@ impl<H: Held> Arbiter<H> {
                 c.verdict
             };
             let log = inner.first_sight(key, held.pid());
-            let path = if log && path.is_none() { held.path() } else { path };
-            inner.conclude(held, key, verdict, Some(&c.sha256), true, mode, generation, path, log);
+            let path = if log && path.is_none() {
+                held.path()
+            } else {
+                path
+            };
+            inner.conclude(
+                held,
+                key,
+                verdict,
+                Some(&c.sha256),
+                true,
+                mode,
+                generation,
+                path,
+                log,
+            );
             return;
         }
         Stats::inc(&inner.stats.cache_misses);
@@ -238,7 +252,10 @@ impl<H: Held> Arbiter<H> {
             let id = h.next_id;
             h.next_id += 1;
             let deadline = Instant::now() + inner.opts.deadline;
-            let earliest = h.deadlines.peek().is_none_or(|Reverse((d, _))| deadline < *d);
+            let earliest = h
+                .deadlines
+                .peek()
+                .is_none_or(|Reverse((d, _))| deadline < *d);
             h.deadlines.push(Reverse((deadline, id)));
             h.pending.insert(id, Pending { held, key });
             if earliest {
@@ -483,7 +500,11 @@ impl<H: Held> Inner<H> {
         }
         let mut leader_path = job.path.take();
         for (i, p) in waiting.into_iter().enumerate() {
-            let path = if i == 0 { leader_path.take() } else { p.held.path() };
+            let path = if i == 0 {
+                leader_path.take()
+            } else {
+                p.held.path()
+            };
             let v = if verdict.path_dependent {
                 evaluate(&rules, mode, Some(&sha), path.as_deref())
             } else {
@@ -495,7 +516,17 @@ impl<H: Held> Inner<H> {
                 ..v
             };
             self.first_sight(p.key, p.held.pid());
-            self.conclude(p.held, p.key, v, Some(&sha), false, mode, generation, path, true);
+            self.conclude(
+                p.held,
+                p.key,
+                v,
+                Some(&sha),
+                false,
+                mode,
+                generation,
+                path,
+                true,
+            );
         }
     }
 
@@ -504,7 +535,12 @@ impl<H: Held> Inner<H> {
         let mode = lock(&self.policy).mode;
         let v = fallback(mode, Reason::Deadline);
         let path = p.held.path();
-        tracing::warn!(pid = p.held.pid(), ?path, "verdict not ready by the deadline; {:?}", v.decision);
+        tracing::warn!(
+            pid = p.held.pid(),
+            ?path,
+            "verdict not ready by the deadline; {:?}",
+            v.decision
+        );
         let ev = self.event(&p.held, v, None, false, mode, path);
         self.count(&v);
         self.answer_raw(p.held, v.decision);

@@ -93,7 +93,10 @@ impl Held for Fake {
 
 impl Drop for Fake {
     fn drop(&mut self) {
-        assert!(self.answered || std::thread::panicking(), "hold dropped unanswered");
+        assert!(
+            self.answered || std::thread::panicking(),
+            "hold dropped unanswered"
+        );
     }
 }
 
@@ -205,7 +208,11 @@ fn concurrent_execs_of_one_file_hash_once() {
     let got = k.wait_answers(8);
     assert!(got.iter().all(|&(_, d)| d == Decision::Allow));
     assert_eq!(a.stats().hashed, 1);
-    assert_eq!(k.reads.load(Ordering::SeqCst), 8, "content opened per miss, hashed once");
+    assert_eq!(
+        k.reads.load(Ordering::SeqCst),
+        8,
+        "content opened per miss, hashed once"
+    );
 }
 
 #[test]
@@ -231,7 +238,10 @@ fn deadline_falls_back_per_mode_and_is_counted() {
         let t0 = Instant::now();
         a.submit(k.held(5, 1, b"x", 600));
         let got = k.wait_answers(1);
-        assert!(t0.elapsed() < Duration::from_millis(500), "answered at the deadline");
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "answered at the deadline"
+        );
         assert_eq!(got, vec![(5, want)], "{mode}");
         assert_eq!(a.stats().deadline_fallbacks, 1);
         assert_eq!(lock(&k.events)[0].reason, Reason::Deadline);

@@ -121,8 +121,14 @@ mod tests {
         c.insert(key(1), cached(Decision::Allow), t0);
         for k in [
             FileKey { size: 11, ..key(1) },
-            FileKey { mtime_ns: 7, ..key(1) },
-            FileKey { ctime_ns: 7, ..key(1) },
+            FileKey {
+                mtime_ns: 7,
+                ..key(1)
+            },
+            FileKey {
+                ctime_ns: 7,
+                ..key(1)
+            },
             FileKey { dev: 2, ..key(1) },
             key(3),
         ] {

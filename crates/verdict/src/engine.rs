@@ -121,8 +121,14 @@ mod tests {
         assert_eq!(d(Mode::Monitor, 'c', "/x"), (Allow, false, ModeDefault));
         assert_eq!(d(Mode::Lockdown, 'c', "/x"), (Deny, false, ModeDefault));
         // Path allow in lockdown, but a hash block still wins over it.
-        assert_eq!(d(Mode::Lockdown, 'c', "/opt/ok/p"), (Allow, false, PathRule));
-        assert_eq!(d(Mode::Lockdown, 'b', "/opt/ok/p"), (Deny, false, BinaryRule));
+        assert_eq!(
+            d(Mode::Lockdown, 'c', "/opt/ok/p"),
+            (Allow, false, PathRule)
+        );
+        assert_eq!(
+            d(Mode::Lockdown, 'b', "/opt/ok/p"),
+            (Deny, false, BinaryRule)
+        );
     }
 
     #[test]
@@ -139,8 +145,17 @@ mod tests {
 
     #[test]
     fn fallbacks() {
-        assert_eq!(fallback(Mode::Audit, Reason::Deadline).decision, Decision::Allow);
-        assert_eq!(fallback(Mode::Monitor, Reason::Deadline).decision, Decision::Allow);
-        assert_eq!(fallback(Mode::Lockdown, Reason::Error).decision, Decision::Deny);
+        assert_eq!(
+            fallback(Mode::Audit, Reason::Deadline).decision,
+            Decision::Allow
+        );
+        assert_eq!(
+            fallback(Mode::Monitor, Reason::Deadline).decision,
+            Decision::Allow
+        );
+        assert_eq!(
+            fallback(Mode::Lockdown, Reason::Error).decision,
+            Decision::Deny
+        );
     }
 }

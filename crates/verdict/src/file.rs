@@ -112,7 +112,10 @@ mod tests {
         std::fs::write(&p, b"two").expect("write");
         let k2 = FileKey::from_metadata(&std::fs::metadata(&p).expect("stat"));
         assert_eq!((k1.dev, k1.ino, k1.size), (k2.dev, k2.ino, k2.size));
-        assert_ne!(k1, k2, "same size rewrite must change the key via mtime/ctime");
+        assert_ne!(
+            k1, k2,
+            "same size rewrite must change the key via mtime/ctime"
+        );
     }
 
     #[test]

@@ -252,7 +252,9 @@ mod tests {
         assert_eq!((r1.id, r2.id), (1, 2));
         assert_eq!(set.rules().len(), 2);
         // Reopened from disk.
-        let set = RuleStore::new(&dir.path().join("state")).load().expect("load");
+        let set = RuleStore::new(&dir.path().join("state"))
+            .load()
+            .expect("load");
         assert_eq!(set.rules()[1].target, Target::Sha256("a".repeat(64)));
         let (removed, set) = store.remove(1).expect("remove");
         assert_eq!(removed.id, 1);
@@ -262,7 +264,10 @@ mod tests {
             .add(new_rule(Target::Path("/opt/*".into()), Policy::Block))
             .expect("add");
         assert_eq!(r3.id, 3);
-        let mode = fs::metadata(store.path()).expect("meta").permissions().mode();
+        let mode = fs::metadata(store.path())
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

@@ -22,7 +22,12 @@ pub struct Daemon {
 }
 
 /// The verdict for a hash and path under every mode, with the deciding rule.
-pub fn evaluate_all(rules: &RuleSet, mode: Mode, sha256: &str, path: Option<&str>) -> EvaluateReply {
+pub fn evaluate_all(
+    rules: &RuleSet,
+    mode: Mode,
+    sha256: &str,
+    path: Option<&str>,
+) -> EvaluateReply {
     let per_mode: Vec<_> = Mode::ALL
         .into_iter()
         .map(|m| (m, evaluate(rules, m, Some(sha256), path)))
@@ -87,7 +92,9 @@ impl Handler for Daemon {
                     Err(e) => Reply::err(e.to_string()),
                 }
             }
-            Request::Mode { set: None } => Reply::ok(serde_json::json!({ "mode": self.arbiter.mode() })),
+            Request::Mode { set: None } => {
+                Reply::ok(serde_json::json!({ "mode": self.arbiter.mode() }))
+            }
             Request::Mode { set: Some(m) } => {
                 let old = self.arbiter.set_mode(m);
                 tracing::info!(from = %old, to = %m, "mode changed");
@@ -98,7 +105,12 @@ impl Handler for Daemon {
                     return Reply::err("evaluate: sha256 must be 64 hex digits");
                 };
                 let rules = self.arbiter.rules();
-                Reply::ok(evaluate_all(&rules, self.arbiter.mode(), &sha, path.as_deref()))
+                Reply::ok(evaluate_all(
+                    &rules,
+                    self.arbiter.mode(),
+                    &sha,
+                    path.as_deref(),
+                ))
             }
         }
     }

@@ -80,7 +80,10 @@ fn serve(
         rule_lock: Mutex::new(()),
     });
     custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;
-    let mounts: Vec<_> = watched.iter().map(|w| w.mount.display().to_string()).collect();
+    let mounts: Vec<_> = watched
+        .iter()
+        .map(|w| w.mount.display().to_string())
+        .collect();
     tracing::info!(%mode, rules = n_rules, watched = ?mounts, deadline_ms = daemon.cfg.deadline_ms, "custos running");
 
     let stop = OwnedFd::from(stop_rx);

@@ -54,7 +54,9 @@ impl Output {
                         w.fetch_add(1, Relaxed);
                     } else if !failed {
                         failed = true;
-                        tracing::error!("writing decision events failed; further failures are not logged");
+                        tracing::error!(
+                            "writing decision events failed; further failures are not logged"
+                        );
                     }
                 }
                 let _ = out.flush();

@@ -1,0 +1,420 @@
+#!/usr/bin/env bash
+# Exec latency benchmark: bare vs custos (warm cache, cache misses) vs fapolicyd 1.1.7.
+#
+#   sudo bench/exec.sh                      # defaults below
+#   sudo N=5000 ROUNDS=5 bench/exec.sh      # override
+#
+# Environment:
+#   N        execs per run for the same-file scenarios      (default 2000)
+#   N_MISS   execs per run for the fresh-copy scenarios     (default 500)
+#   ROUNDS   interleaved rounds; results are medians        (default 3)
+#   WARMUP   hyperfine warmup execs per run                 (default 50)
+#   FS_TYPE  filesystem the test program lives on: ramfs or tmpfs (default ramfs, see below)
+#   SKIP_FAPOLICYD=1   skip the fapolicyd scenarios
+#   RESULTS_MD=FILE    also write the markdown result table to FILE
+#
+# Each round runs, in an order rotated per round to spread drift:
+#   bare      no agent: exec the same file N times, then N_MISS fresh copies
+#   custos    custos run (monitor, watching only the bench mount): same file ("warm": custos
+#             places a kernel ignore mark after the first allow) and fresh copies ("miss": a new
+#             inode each exec, so every exec is held, hashed and answered from user space)
+#   fapolicyd fapolicyd with the single rule `allow perm=any all : all`, same two workloads
+# Overheads are paired per round (scenario mean - bare mean of the same round), then the median
+# over rounds is reported. The headline ratio is custos warm overhead / fapolicyd overhead.
+#
+# Why ramfs by default: fapolicyd selects what to watch only by filesystem type (watch_fs), so
+# watch_fs=tmpfs would also put fapolicyd in front of every other tmpfs on the host (/dev/shm,
+# other people's test mounts). The bench mount is the only ramfs, so fapolicyd sees exactly what
+# custos sees. Both are in-memory page-cache filesystems; FS_TYPE=tmpfs is supported.
+#
+# The machine is left as found: agents stopped, mount removed, fapolicyd config/db/log restored.
+set -euo pipefail
+
+N=${N:-2000}
+N_MISS=${N_MISS:-500}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-50}
+FS_TYPE=${FS_TYPE:-ramfs}
+SKIP_FAPOLICYD=${SKIP_FAPOLICYD:-0}
+RESULTS_MD=${RESULTS_MD:-}
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+log() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'bench/exec.sh: %s\n' "$*" >&2; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (fanotify permission events, mount)"
+[[ $FS_TYPE == ramfs || $FS_TYPE == tmpfs ]] || die "FS_TYPE must be ramfs or tmpfs"
+for v in N N_MISS ROUNDS WARMUP; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
+done
+
+# ---------------------------------------------------------------- state for cleanup
+TMP=""
+MNT=""
+CUSTOS_PID=""
+FAPO_PID=""
+FAPO_BACKUP=""          # set only once the fapolicyd backup is complete
+POLICY_RC_CREATED=0
+
+stop_pid() { # pid name: TERM, wait up to 10 s, then KILL
+    local pid=$1 name=$2 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "warning: $name (pid $pid) ignored SIGTERM; sending SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+restore_fapolicyd() {
+    [[ -n $FAPO_BACKUP ]] || return 0
+    rm -rf /etc/fapolicyd && cp -a "$FAPO_BACKUP/etc" /etc/fapolicyd
+    rm -rf /var/lib/fapolicyd && cp -a "$FAPO_BACKUP/varlib" /var/lib/fapolicyd
+    if [[ -e $FAPO_BACKUP/access.log ]]; then
+        cp -a "$FAPO_BACKUP/access.log" /var/log/fapolicyd-access.log
+    else
+        rm -f /var/log/fapolicyd-access.log
+    fi
+    FAPO_BACKUP=""
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    [[ -n $CUSTOS_PID ]] && stop_pid "$CUSTOS_PID" custos
+    [[ -n $FAPO_PID ]] && stop_pid "$FAPO_PID" fapolicyd
+    restore_fapolicyd
+    ((POLICY_RC_CREATED)) && rm -f /usr/sbin/policy-rc.d
+    [[ -n $MNT ]] && mountpoint -q "$MNT" && umount "$MNT"
+    [[ -n $TMP && -d $TMP ]] && rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- tools
+# A running fapolicyd (not started by us) would distort every scenario, and its config is not ours.
+if pgrep -x fapolicyd >/dev/null; then
+    die "fapolicyd is already running; stop it first (systemctl stop fapolicyd)"
+fi
+
+need=()
+command -v hyperfine >/dev/null || need+=(hyperfine)
+command -v python3 >/dev/null || need+=(python3)
+if [[ $SKIP_FAPOLICYD != 1 ]] && ! dpkg -s fapolicyd >/dev/null 2>&1; then need+=(fapolicyd); fi
+if ((${#need[@]})); then
+    log "installing ${need[*]}"
+    # Debian's fapolicyd ships `deny_audit perm=execute all : all`; on a systemd host the package
+    # would start it on install. policy-rc.d 101 tells invoke-rc.d/deb-systemd-invoke not to.
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        POLICY_RC_CREATED=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; POLICY_RC_CREATED=0; fi
+    # If it started anyway (it was not running before we installed it), stop it.
+    if pgrep -x fapolicyd >/dev/null; then
+        echo "fapolicyd was started by its package install; stopping it" >&2
+        if [[ -d /run/systemd/system ]]; then systemctl stop fapolicyd || true; fi
+        # Not running before the install, so these pids are the daemon the install started.
+        for pid in $(pgrep -x fapolicyd); do stop_pid "$pid" fapolicyd; done
+        pgrep -x fapolicyd >/dev/null && die "cannot stop the fapolicyd the install started"
+    fi
+fi
+
+log "building custos (cargo build --release -p custos)"
+(cd "$REPO" && cargo build --release -p custos) >&2
+
+TMP=$(mktemp -d /tmp/custos-bench.XXXXXX)
+# Our own copy, so a concurrent rebuild cannot swap the binary mid-run.
+CUSTOS=$TMP/custos
+cp "$REPO/target/release/custos" "$CUSTOS"
+MNT=$TMP/mnt
+mkdir -p "$MNT" "$TMP/json" "$TMP/state"
+if [[ $FS_TYPE == tmpfs ]]; then
+    mount -t tmpfs -o size=512m tmpfs "$MNT"
+else
+    mount -t ramfs ramfs "$MNT"
+fi
+# The test program: a small dynamically linked ELF. Its interpreter and libc stay on / (not
+# watched by either agent), so each exec raises exactly one exec permission event here.
+cp /bin/true "$MNT/true"
+cp /bin/true "$TMP/true.src"
+cp /bin/true "$MNT/fresh"
+# "Fresh copy": a new inode under the same name before each timed exec (cp + rename).
+PREPARE="sh -c 'cp $TMP/true.src $MNT/fresh.tmp && mv -f $MNT/fresh.tmp $MNT/fresh'"
+
+# ---------------------------------------------------------------- environment
+CUSTOS_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+CUSTOS_DIRTY=$(git -C "$REPO" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null | wc -l)
+FAPO_VER=$(dpkg-query -W -f='${Version}' fapolicyd 2>/dev/null || echo none)
+log "environment"
+{
+    echo "date:        $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "kernel:      $(uname -r)"
+    echo "cpu:         $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+    echo "virt:        $(systemd-detect-virt 2>/dev/null || lscpu 2>/dev/null | sed -n 's/^Hypervisor vendor: *//p')"
+    echo "custos:      $CUSTOS_REV ($CUSTOS_DIRTY uncommitted changes under crates/)"
+    echo "hyperfine:   $(hyperfine --version | awk '{print $2}')"
+    echo "fapolicyd:   $FAPO_VER"
+    echo "filesystem:  $FS_TYPE at $MNT"
+    echo "runs:        N=$N N_MISS=$N_MISS WARMUP=$WARMUP ROUNDS=$ROUNDS"
+    echo "loadavg:     $(cut -d' ' -f1-3 /proc/loadavg) (before)"
+} | tee "$TMP/env.txt" >&2
+
+# ---------------------------------------------------------------- measurement helpers
+hf() { # name round runs [extra hyperfine args...] -- command
+    local name=$1 round=$2 runs=$3
+    shift 3
+    hyperfine -N --style basic --warmup "$WARMUP" --runs "$runs" \
+        --export-json "$TMP/json/$name.r$round.json" "$@" >&2
+}
+same_file() { hf "$1" "$2" "$N" "$MNT/true"; }
+fresh_copy() { hf "$1" "$2" "$N_MISS" --prepare "$PREPARE" "$MNT/fresh"; }
+
+# ---------------------------------------------------------------- custos
+CFG=$TMP/custos.toml
+cat >"$CFG" <<EOF
+mode = "monitor"
+socket = "$TMP/custos.sock"
+state_dir = "$TMP/state"
+events = "$TMP/events.json"
+[exec]
+watch = ["$MNT"]
+EOF
+
+custos_counters() { "$CUSTOS" status --json --config "$CFG" >"$1"; }
+
+custos_delta() { # label before.json after.json: what reached user space during one scenario
+    python3 - "$@" <<'PY'
+import json, sys
+label, a, b = sys.argv[1], json.load(open(sys.argv[2]))["exec"], json.load(open(sys.argv[3]))["exec"]
+keys = ["allowed", "denied", "cache_hits", "cache_misses", "hashed", "ignore_marks",
+        "deadline_fallbacks", "errors"]
+print(f"custos counters ({label}): " + ", ".join(f"{k} +{b.get(k, 0) - a.get(k, 0)}" for k in keys),
+      file=sys.stderr)
+PY
+}
+
+custos_start() {
+    "$CUSTOS" run --config "$CFG" 2>>"$TMP/custos.log" &
+    CUSTOS_PID=$!
+    local i
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$CUSTOS_PID" 2>/dev/null || { cat "$TMP/custos.log" >&2; die "custos exited at start"; }
+        "$CUSTOS" status --config "$CFG" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    cat "$TMP/custos.log" >&2
+    die "custos not ready after 10 s"
+}
+
+run_custos() { # round
+    local r=$1 c=$TMP/counters
+    log "round $r: custos"
+    custos_start
+    "$CUSTOS" status --config "$CFG" | sed -n '/^watched:/,/^decisions:/p' | sed '$d' >&2
+    custos_counters "$c.0"
+    same_file custos_warm "$r"
+    custos_counters "$c.1"
+    custos_delta "warm, $((WARMUP + N)) execs" "$c.0" "$c.1"
+    fresh_copy custos_miss "$r"
+    custos_counters "$c.2"
+    custos_delta "miss, $((WARMUP + N_MISS)) execs" "$c.1" "$c.2"
+    stop_pid "$CUSTOS_PID" custos
+    CUSTOS_PID=""
+}
+
+# ---------------------------------------------------------------- fapolicyd
+FAPO_OK=0
+FAPO_WHY=""
+
+fapolicyd_setup() {
+    # Back up everything a run can touch; restored by cleanup (also on error).
+    local b=$TMP/fapolicyd-backup
+    mkdir -p "$b"
+    cp -a /etc/fapolicyd "$b/etc"
+    if [[ -d /var/lib/fapolicyd ]]; then cp -a /var/lib/fapolicyd "$b/varlib"; else mkdir "$b/varlib"; fi
+    [[ -e /var/log/fapolicyd-access.log ]] && cp -a /var/log/fapolicyd-access.log "$b/access.log"
+    FAPO_BACKUP=$b
+
+    # The single rule, compiled the way the daemon loads it (rules.d -> compiled.rules).
+    rm -f /etc/fapolicyd/rules.d/* /etc/fapolicyd/fapolicyd.rules
+    echo 'allow perm=any all : all' >/etc/fapolicyd/rules.d/10-bench.rules
+    fagenrules >/dev/null 2>&1 || true
+    [[ -s /etc/fapolicyd/compiled.rules ]] \
+        || printf 'allow perm=any all : all\n' >/etc/fapolicyd/compiled.rules
+    local conf=/etc/fapolicyd/fapolicyd.conf
+    # 1.1.7 marks every mount whose type (first column of /proc/mounts) is in watch_fs, and
+    # follows mount changes; only the bench filesystem type.
+    sed -i "s/^watch_fs[[:space:]]*=.*/watch_fs = $FS_TYPE/" "$conf"
+    grep -q '^watch_fs' "$conf" || echo "watch_fs = $FS_TYPE" >>"$conf"
+    # fapolicyd drops to its user keeping CAP_SYS_RESOURCE among others; where that cap is not
+    # in the bounding set (containers, some VMs) it exits "Cannot change to uid". Stay root then.
+    local bnd
+    bnd=$(awk '/^CapBnd/ {print $2}' /proc/self/status)
+    if (((0x$bnd >> 24 & 1) == 0)); then
+        echo "note: CAP_SYS_RESOURCE not in the bounding set; running fapolicyd as root" >&2
+        sed -i 's/^uid[[:space:]]*=.*/uid = root/; s/^gid[[:space:]]*=.*/gid = root/' "$conf"
+    fi
+    mkdir -p /run/fapolicyd   # normally made by systemd-tmpfiles
+}
+
+fapolicyd_start() {
+    : >"$TMP/fapolicyd.log"
+    fapolicyd --debug-deny >>"$TMP/fapolicyd.log" 2>&1 &
+    FAPO_PID=$!
+    local i
+    for ((i = 0; i < 200; i++)); do
+        if ! kill -0 "$FAPO_PID" 2>/dev/null; then
+            wait "$FAPO_PID" 2>/dev/null || true
+            FAPO_PID=""
+            FAPO_WHY="fapolicyd exited at start: $(tail -3 "$TMP/fapolicyd.log" | tr '\n' ' ')"
+            return 1
+        fi
+        grep -q 'Starting to listen for events' "$TMP/fapolicyd.log" && break
+        sleep 0.1
+    done
+    if ! grep -q 'Starting to listen for events' "$TMP/fapolicyd.log"; then
+        FAPO_WHY="fapolicyd not listening after 20 s"
+        return 1
+    fi
+    if ! grep -q "added $MNT mount point" "$TMP/fapolicyd.log"; then
+        FAPO_WHY="fapolicyd did not mark $MNT (watch_fs=$FS_TYPE)"
+        return 1
+    fi
+    "$MNT/true" || { FAPO_WHY="exec of $MNT/true failed under fapolicyd"; return 1; }
+}
+
+fapolicyd_stop() {
+    [[ -n $FAPO_PID ]] || return 0
+    stop_pid "$FAPO_PID" fapolicyd
+    FAPO_PID=""
+    # Its shutdown report counts decisions: a check that it saw the execs.
+    if [[ -r /var/log/fapolicyd-access.log ]]; then
+        echo "fapolicyd report: $(grep -E '^(Allowed|Denied) accesses' /var/log/fapolicyd-access.log | tr '\n' ' ')" >&2
+    fi
+}
+
+run_fapolicyd() { # round
+    local r=$1
+    ((FAPO_OK)) || return 0
+    log "round $r: fapolicyd"
+    if ! fapolicyd_start; then
+        echo "FAPOLICYD FAILED: $FAPO_WHY" >&2
+        fapolicyd_stop
+        FAPO_OK=0
+        return 0
+    fi
+    same_file fapolicyd "$r"
+    fresh_copy fapolicyd_fresh "$r"
+    fapolicyd_stop
+    echo "fapolicyd execs this round: $((2 * WARMUP + N + N_MISS + 1)) (+ $((WARMUP + N_MISS)) untimed prepare copies)" >&2
+}
+
+run_bare() {
+    log "round $1: bare"
+    same_file bare "$1"
+    fresh_copy bare_fresh "$1"
+}
+
+if [[ $SKIP_FAPOLICYD == 1 ]]; then
+    FAPO_WHY="skipped (SKIP_FAPOLICYD=1)"
+elif ! command -v fapolicyd >/dev/null; then
+    FAPO_WHY="fapolicyd is not installed"
+else
+    fapolicyd_setup
+    FAPO_OK=1
+fi
+
+# ---------------------------------------------------------------- rounds
+phases=(bare custos fapolicyd)
+for ((r = 1; r <= ROUNDS; r++)); do
+    for ((k = 0; k < 3; k++)); do
+        p=${phases[$(((r - 1 + k) % 3))]}
+        "run_$p" "$r"
+    done
+done
+restore_fapolicyd
+((FAPO_OK)) || echo "FAPOLICYD SCENARIOS NOT MEASURED: $FAPO_WHY" >&2
+echo "loadavg:     $(cut -d' ' -f1-3 /proc/loadavg) (after)" | tee -a "$TMP/env.txt" >&2
+
+# ---------------------------------------------------------------- report
+log "results"
+python3 - "$TMP/json" "$ROUNDS" "$RESULTS_MD" "$FAPO_WHY" <<'PY'
+import json, os, statistics as st, sys
+
+jdir, rounds, out_md, fapo_why = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+def means(name):
+    """Per-round mean latency in µs (None where the round has no data)."""
+    v = []
+    for r in range(1, rounds + 1):
+        p = os.path.join(jdir, f"{name}.r{r}.json")
+        v.append(json.load(open(p))["results"][0]["mean"] * 1e6 if os.path.exists(p) else None)
+    return v
+
+rows = [  # scenario, file, baseline
+    ("bare (same file)", "bare", None),
+    ("custos, warm cache (same file)", "custos_warm", "bare"),
+    ("fapolicyd (same file)", "fapolicyd", "bare"),
+    ("bare (fresh copy each exec)", "bare_fresh", None),
+    ("custos, cache miss (fresh copy)", "custos_miss", "bare_fresh"),
+    ("fapolicyd (fresh copy)", "fapolicyd_fresh", "bare_fresh"),
+]
+data = {f: means(f) for _, f, _ in rows}
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return st.median(xs) if xs else None
+
+def overheads(f, base):
+    return [a - b if a is not None and b is not None else None for a, b in zip(data[f], data[base])]
+
+ov = {f: med(overheads(f, b)) for _, f, b in rows if b}
+
+def ratio(a, b):
+    if a is None or b is None:
+        return None
+    return a / b if b > 0 else None
+
+r_warm = ratio(ov.get("custos_warm"), ov.get("fapolicyd"))
+r_miss = ratio(ov.get("custos_miss"), ov.get("fapolicyd_fresh"))
+fmt = lambda x, s="": "n/a" if x is None else f"{x:{s}.1f}"
+
+print("per-round mean µs/exec:")
+for label, f, _ in rows:
+    print(f"  {f:16s} " + "  ".join(fmt(x, "8") for x in data[f]))
+
+lines = ["| scenario | mean µs/exec | overhead µs vs bare | ratio custos/fapolicyd |",
+         "|---|---:|---:|---:|"]
+for label, f, base in rows:
+    m = med(data[f])
+    o = "—" if base is None else fmt(ov.get(f), "+")
+    rt = {"custos_warm": r_warm, "custos_miss": r_miss}.get(f, "—")
+    rt = "n/a" if rt is None else rt if rt == "—" else f"{rt:.2f}"
+    lines.append(f"| {label} | {fmt(m)} | {o} | {rt} |")
+table = "\n".join(lines)
+print()
+print(table)
+print()
+if r_warm is None:
+    why = fapo_why or "fapolicyd overhead not positive"
+    print(f"ratio (custos warm overhead / fapolicyd overhead): n/a ({why})")
+else:
+    verdict = "meets" if r_warm <= 0.2 else "misses"
+    print(f"ratio (custos warm overhead / fapolicyd overhead): {r_warm:.2f} "
+          f"({verdict} the <= 0.20 aim)")
+if r_miss is not None:
+    print(f"ratio (custos miss overhead / fapolicyd fresh-copy overhead): {r_miss:.2f}")
+if out_md:
+    with open(out_md, "w") as fh:
+        fh.write(table + "\n")
+PY

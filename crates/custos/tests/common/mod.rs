@@ -1,0 +1,282 @@
+//! Harness for root-only end-to-end tests: each test mounts its own tmpfs, runs its own agent
+//! watching only that tmpfs (own socket, state dir and event file), and cleans up on drop.
+//! Never watches the root filesystem.
+//!
+//! Without root the tests skip, unless `CUSTOS_E2E_REQUIRED=1` (set by CI) makes that a failure.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_custos");
+
+/// True when the test may run; false (after saying so) when it must be skipped.
+pub fn root_or_skip() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CUSTOS_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!("CUSTOS_E2E_REQUIRED=1 but not running as root");
+    }
+    eprintln!("skipped: needs root (fanotify permission events)");
+    false
+}
+
+/// One isolated agent over one private tmpfs.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub mnt: PathBuf,
+    pub config: PathBuf,
+    pub agent: Option<Child>,
+}
+
+impl Sandbox {
+    /// Mounts the tmpfs and writes the config; `extra` is appended to the top level of the TOML.
+    pub fn new(mode: &str, extra: &str) -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("custos-e2e-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let mnt = dir.path().join("mnt");
+        fs::create_dir(&mnt).expect("mkdir");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4g,mode=0755", "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount tmpfs");
+        let config = dir.path().join("custos.toml");
+        let d = dir.path().display();
+        fs::write(
+            &config,
+            format!(
+                "mode = \"{mode}\"\nsocket = \"{d}/custos.sock\"\nstate_dir = \"{d}/state\"\n\
+                 events = \"{d}/events.json\"\n{extra}\n[exec]\nwatch = [\"{}\"]\n",
+                mnt.display()
+            ),
+        )
+        .expect("config");
+        Sandbox {
+            dir,
+            mnt,
+            config,
+            agent: None,
+        }
+    }
+
+    /// A sandbox with a running agent.
+    pub fn started(mode: &str, extra: &str) -> Sandbox {
+        let mut s = Sandbox::new(mode, extra);
+        s.start();
+        s
+    }
+
+    /// Starts the agent and waits until its control socket answers.
+    pub fn start(&mut self) {
+        let log = fs::File::create(self.dir.path().join("agent.log")).expect("log");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn agent");
+        self.agent = Some(child);
+        let t0 = Instant::now();
+        loop {
+            if self.cli(&["status"]).status.success() {
+                return;
+            }
+            if let Some(st) = self
+                .agent
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("agent exited at start ({st}): {}", self.log());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "agent not ready: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.agent.as_ref().expect("agent").id() as i32
+    }
+
+    /// Runs `custos ARGS --config <ours>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run custos")
+    }
+
+    /// Runs a CLI command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.cli(args);
+        assert!(
+            o.status.success(),
+            "custos {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status json")
+    }
+
+    /// Counter under `exec` in status.
+    pub fn stat(&self, name: &str) -> u64 {
+        self.status()["exec"][name].as_u64().expect("counter")
+    }
+
+    /// Copies a system binary into the tmpfs under `name`.
+    pub fn install(&self, from: &str, name: &str) -> PathBuf {
+        let p = self.mnt.join(name);
+        fs::copy(from, &p).expect("copy binary");
+        p
+    }
+
+    /// Writes an executable file.
+    pub fn write_exec(&self, name: &str, content: &[u8]) -> PathBuf {
+        let p = self.mnt.join(name);
+        fs::write(&p, content).expect("write");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    /// A copy of /bin/true padded with a sparse hole to `size` bytes: still runs, slow to hash.
+    pub fn big_exec(&self, name: &str, size: u64) -> PathBuf {
+        let p = self.install("/bin/true", name);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .and_then(|f| f.set_len(size))
+            .expect("extend");
+        p
+    }
+
+    /// Decision events written so far (waits up to 5 s for at least `n`).
+    pub fn events_at_least(&self, n: usize) -> Vec<Value> {
+        let p = self.dir.path().join("events.json");
+        let t0 = Instant::now();
+        loop {
+            let v: Vec<Value> = fs::read_to_string(&p)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("event line is JSON"))
+                .collect();
+            if v.len() >= n || t0.elapsed() > Duration::from_secs(5) {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the agent to exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut c = self.agent.take().expect("agent running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("kill");
+        wait_timeout(&mut c, Duration::from_secs(10)).expect("agent did not stop on SIGTERM")
+    }
+}
+
+pub fn wait_timeout(c: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Some(st) = c.try_wait().expect("wait") {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+    }
+}
+
+/// Runs a program; `Ok(status)` if it ran, `Err` if exec itself failed (EPERM when denied).
+pub fn run(path: &Path) -> io::Result<ExitStatus> {
+    Command::new(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+}
+
+/// Asserts the exec is denied by the kernel with EPERM.
+#[track_caller]
+pub fn assert_denied(path: &Path) {
+    match run(path) {
+        Err(e) => assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EPERM),
+            "{}: {e}",
+            path.display()
+        ),
+        Ok(st) => panic!("{} ran ({st}) but should have been denied", path.display()),
+    }
+}
+
+/// Asserts the program runs and exits 0.
+#[track_caller]
+pub fn assert_runs(path: &Path) {
+    match run(path) {
+        Ok(st) => assert!(st.success(), "{} exited {st}", path.display()),
+        Err(e) => panic!("{} was denied: {e}", path.display()),
+    }
+}
+
+/// Events for one executable path.
+pub fn events_for<'a>(events: &'a [Value], path: &Path) -> Vec<&'a Value> {
+    let p = path.to_str().expect("utf8");
+    events
+        .iter()
+        .filter(|e| e["process"]["executable"] == p)
+        .collect()
+}
+
+/// Starts `path` from a `/bin/sh` that execs it, so the exec is held inside the child, not in
+/// this test process. (A spawn from the test process that the kernel holds also stalls this
+/// process's other spawns — including other tests' — until it is answered.)
+pub fn spawn_via_shell(path: &Path) -> Child {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg("exec \"$0\"")
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn /bin/sh")
+}

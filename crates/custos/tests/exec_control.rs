@@ -1,0 +1,189 @@
+//! Root-only: bad input gets a clear error and leaves the running state unchanged; the CLI works
+//! with and without a running agent.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+
+fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn malformed_config_names_the_key_and_nothing_starts() {
+    if !root_or_skip() {
+        return;
+    }
+    let sb = Sandbox::new("monitor", "");
+    for (text, needle) in [
+        ("mode = \"paranoid\"", "paranoid"),
+        ("deadline_ms = 0", "deadline_ms"),
+        ("dedline_ms = 5", "dedline_ms"),
+        ("[exec]\nwatch = \"/mnt\"", "watch"),
+        ("mode = ", "line 1, column 8"),
+    ] {
+        let bad = sb.dir.path().join("bad.toml");
+        fs::write(&bad, text).unwrap();
+        let o = std::process::Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{text}");
+        let e = stderr_of(&o);
+        assert!(e.contains(needle) && e.contains("bad.toml"), "{text}: {e}");
+    }
+    assert!(!sb.dir.path().join("custos.sock").exists());
+}
+
+#[test]
+fn bad_rules_and_requests_leave_the_agent_unchanged() {
+    if !root_or_skip() {
+        return;
+    }
+    let sb = Sandbox::started("monitor", "");
+    let p = sb.install("/bin/true", "blocked");
+    sb.ok(&["rule", "add", "--file", p.to_str().unwrap(), "--block"]);
+    let rules_before = sb.ok(&["rule", "list", "--json"]);
+    let file_before = fs::read(sb.dir.path().join("state/rules.json")).unwrap();
+
+    for (args, needle) in [
+        (
+            vec!["rule", "add", "--sha256", "xyz", "--block"],
+            "invalid SHA-256",
+        ),
+        (
+            vec!["rule", "add", "--path", "relative/*", "--allow"],
+            "absolute",
+        ),
+        (
+            vec!["rule", "add", "--path", "/a/[", "--allow"],
+            "invalid path glob",
+        ),
+        (
+            vec!["rule", "add", "--file", p.to_str().unwrap(), "--allow"],
+            "already covers",
+        ),
+        (vec!["rule", "remove", "42"], "no rule with id 42"),
+        (vec!["mode", "paranoid"], "paranoid"),
+        (vec!["fileinfo", "/nonexistent/x"], "/nonexistent/x"),
+    ] {
+        let o = sb.cli(&args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            stderr_of(&o).contains(needle),
+            "{args:?}: {}",
+            stderr_of(&o)
+        );
+    }
+
+    // Raw malformed requests on the socket.
+    let mut s = UnixStream::connect(sb.dir.path().join("custos.sock")).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    for line in [
+        "not json\n",
+        "{\"cmd\":\"reboot\"}\n",
+        "{\"cmd\":\"mode\",\"set\":\"off\"}\n",
+        "{\"cmd\":\"rule_add\",\"rule\":{\"target\":{\"sha256\":\"00\"},\"policy\":\"block\"}}\n",
+        "{\"cmd\":\"evaluate\",\"sha256\":\"zz\",\"path\":null}\n",
+    ] {
+        s.write_all(line.as_bytes()).unwrap();
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(v["ok"], false, "{line}: {reply}");
+        assert!(!v["error"].as_str().unwrap().is_empty());
+    }
+
+    assert_eq!(sb.ok(&["rule", "list", "--json"]), rules_before);
+    assert_eq!(
+        fs::read(sb.dir.path().join("state/rules.json")).unwrap(),
+        file_before
+    );
+    assert_eq!(sb.ok(&["mode"]).trim(), "monitor");
+    assert_denied(&p);
+    assert_runs(&sb.install("/bin/echo", "fine"));
+}
+
+#[test]
+fn corrupt_rules_file_is_refused_at_start() {
+    if !root_or_skip() {
+        return;
+    }
+    let sb = Sandbox::new("monitor", "");
+    let state = sb.dir.path().join("state");
+    fs::create_dir_all(&state).unwrap();
+    fs::write(state.join("rules.json"), "{\"version\":1,").unwrap();
+    let o = sb.cli(&["run"]);
+    assert!(!o.status.success());
+    let e = stderr_of(&o);
+    assert!(e.contains("rules.json") && e.contains("corrupt"), "{e}");
+}
+
+#[test]
+fn rules_persist_and_cli_works_without_the_agent() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut sb = Sandbox::new("monitor", "");
+    let p = sb.install("/bin/true", "tool");
+    // Offline: stored in the state dir.
+    let o = sb.cli(&[
+        "rule",
+        "add",
+        "--file",
+        p.to_str().unwrap(),
+        "--block",
+        "--comment",
+        "offline",
+    ]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("agent not running"));
+    let info = sb.ok(&["fileinfo", p.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(v["agent_running"], false);
+    assert_eq!(v["now"]["decision"], "deny");
+    assert_eq!(v["type"]["kind"], "elf");
+    assert_eq!(v["rule"]["comment"], "offline");
+    let e = stderr_of(&sb.cli(&["status"]));
+    assert!(e.contains("not running"), "{e}");
+
+    sb.start();
+    assert_denied(&p);
+    let list = sb.ok(&["rule", "list"]);
+    assert!(list.contains("offline") && list.contains("block"), "{list}");
+    assert!(sb.stop().success());
+    sb.start();
+    assert_denied(&p);
+    sb.ok(&["rule", "remove", "1"]);
+    assert_runs(&p);
+}
+
+#[test]
+fn control_socket_is_root_only() {
+    if !root_or_skip() {
+        return;
+    }
+    let sb = Sandbox::started("monitor", "");
+    let sock = sb.dir.path().join("custos.sock");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Let an unprivileged user reach the socket's directory, then try as that user.
+    fs::set_permissions(sb.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let o = std::process::Command::new(BIN)
+        .args(["mode", "audit", "--config"])
+        .arg(&sb.config)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert_eq!(sb.ok(&["mode"]).trim(), "monitor");
+}

@@ -1,0 +1,144 @@
+//! Root-only: the agent cannot hang the host — deadlines, kill -9, concurrency, shutdown.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+/// Big enough that hashing it takes well over the short deadlines used here.
+const SLOW: u64 = 3 << 30;
+
+#[test]
+fn kill_9_releases_held_execs() {
+    if !root_or_skip() {
+        return;
+    }
+    // Lockdown and a long deadline: without the kernel's release, these execs would wait or fail.
+    let mut sb = Sandbox::started("lockdown", "deadline_ms = 60000");
+    let slow: Vec<_> = (0..3)
+        .map(|i| sb.big_exec(&format!("slow{i}"), SLOW))
+        .collect();
+    let runners: Vec<_> = slow.iter().map(|p| spawn_via_shell(p)).collect();
+    let t0 = Instant::now();
+    while sb.stat("pending") < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "execs were not held"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut agent = sb.agent.take().unwrap();
+    agent.kill().unwrap(); // SIGKILL
+    agent.wait().unwrap();
+    for mut r in runners {
+        let st = wait_timeout(&mut r, Duration::from_secs(20)).expect("held exec completes");
+        assert!(st.success(), "held exec runs after the agent dies: {st}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    // Later execs work with no agent.
+    assert_runs(&sb.install("/bin/true", "after"));
+}
+
+#[test]
+fn deadline_fallback_follows_the_mode_and_is_counted() {
+    if !root_or_skip() {
+        return;
+    }
+    for (mode, denied) in [("lockdown", true), ("monitor", false)] {
+        let sb = Sandbox::started(mode, "deadline_ms = 100");
+        let p = sb.big_exec("slow", SLOW);
+        let t0 = Instant::now();
+        if denied {
+            assert_denied(&p);
+        } else {
+            assert_runs(&p);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{mode}: answered by the deadline"
+        );
+        assert_eq!(sb.stat("deadline_fallbacks"), 1, "{mode}");
+        let ev = sb.events_at_least(1);
+        let e = events_for(&ev, &p);
+        assert_eq!(e[0]["custos"]["reason"], "deadline", "{mode}");
+    }
+}
+
+#[test]
+fn slow_hash_does_not_stall_other_execs_and_one_inode_is_hashed_once() {
+    if !root_or_skip() {
+        return;
+    }
+    let sb = Sandbox::started("monitor", "deadline_ms = 30000");
+    let big = sb.big_exec("big", SLOW);
+    let runners: Vec<_> = (0..4).map(|_| spawn_via_shell(&big)).collect();
+    let t0 = Instant::now();
+    while sb.stat("pending") < 4 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "execs were not held together"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // While the big file is being hashed, a small one is decided.
+    let small = sb.install("/bin/true", "small");
+    assert_runs(&small);
+    assert!(
+        sb.stat("pending") >= 1,
+        "the big file was still being hashed"
+    );
+    for mut r in runners {
+        let st = wait_timeout(&mut r, Duration::from_secs(20)).expect("exec completes");
+        assert!(st.success(), "{st}");
+    }
+    assert_eq!(
+        sb.stat("hashed"),
+        2,
+        "big hashed once for four execs, plus small"
+    );
+    assert_eq!(sb.stat("deadline_fallbacks"), 0);
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_releases_everything() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut sb = Sandbox::started("lockdown", "deadline_ms = 60000");
+    let p = sb.big_exec("slow", SLOW);
+    let mut runner = spawn_via_shell(&p);
+    let t0 = Instant::now();
+    while sb.stat("pending") < 1 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "exec was not held");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st = sb.stop();
+    assert!(st.success(), "clean exit: {st}\n{}", sb.log());
+    // The pending exec got the lockdown fallback (deny) at shutdown.
+    let st = wait_timeout(&mut runner, Duration::from_secs(10)).expect("answered");
+    assert_eq!(
+        st.code(),
+        Some(126),
+        "lockdown fallback at shutdown denies: {st}"
+    );
+    assert!(
+        !sb.dir.path().join("custos.sock").exists(),
+        "socket removed"
+    );
+    assert!(sb.log().contains("stopping"), "{}", sb.log());
+    assert_runs(&sb.install("/bin/true", "after"));
+}
+
+#[test]
+fn agent_refuses_a_second_instance_on_the_same_socket() {
+    if !root_or_skip() {
+        return;
+    }
+    let sb = Sandbox::started("monitor", "");
+    let o = sb.cli(&["run"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already running"), "{err}");
+    // The first one is unaffected.
+    assert_eq!(sb.ok(&["mode"]).trim(), "monitor");
+}
