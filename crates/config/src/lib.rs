@@ -74,6 +74,9 @@ pub struct ExecConfig {
     pub deny_cache_ms: u64,
     /// Upper bound on cached decisions; the cache is emptied when it is reached.
     pub cache_entries: usize,
+    /// After an allow, tell the kernel to stop reporting execs of that file until it is written
+    /// (fanotify ignore marks). Much faster; see docs/exec-control.md for the one race it has.
+    pub kernel_cache: bool,
 }
 
 impl Default for Config {
@@ -96,6 +99,7 @@ impl Default for ExecConfig {
             workers: 0,
             deny_cache_ms: 1500,
             cache_entries: 65_536,
+            kernel_cache: true,
         }
     }
 }
@@ -213,6 +217,7 @@ mod tests {
             watch = ["/mnt/a", "/mnt/b"]
             workers = 3
             deny_cache_ms = 500
+            kernel_cache = false
             "#,
         )
         .expect("parses");
@@ -221,6 +226,7 @@ mod tests {
         assert_eq!(c.exec.watch.len(), 2);
         assert_eq!(c.workers(), 3);
         assert_eq!(c.exec.cache_entries, 65_536);
+        assert!(!c.exec.kernel_cache);
     }
 
     #[test]

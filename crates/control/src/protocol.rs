@@ -99,6 +99,12 @@ pub struct StatusReply {
     pub events_written: u64,
     /// Decision events dropped because the output fell behind.
     pub events_dropped: u64,
+    /// Whether kernel ignore marks are used.
+    pub kernel_cache: bool,
+    /// Ignore marks removed because a writer closed the file.
+    pub unmarked_on_write: u64,
+    /// fanotify events that could not be handled (overflow, version mismatch).
+    pub bad_events: u64,
 }
 
 /// `evaluate` payload.

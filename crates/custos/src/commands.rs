@@ -71,9 +71,20 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
         "cache:              {} hits, {} misses, {} files hashed",
         e.cache_hits, e.cache_misses, e.hashed
     );
-    println!("ignore marks:       {}", e.ignore_marks);
+    let kc = if s.kernel_cache {
+        ""
+    } else {
+        " (kernel cache off)"
+    };
+    println!(
+        "ignore marks:       {} placed, {} dropped on write{kc}",
+        e.ignore_marks, s.unmarked_on_write
+    );
     println!("deadline fallbacks: {}", e.deadline_fallbacks);
-    println!("errors:             {}", e.errors);
+    println!(
+        "errors:             {} ({} unhandled fanotify events)",
+        e.errors, s.bad_events
+    );
     println!("pending now:        {}", e.pending);
     println!(
         "events:             {} written, {} dropped",

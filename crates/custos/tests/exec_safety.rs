@@ -58,8 +58,7 @@ fn deadline_fallback_follows_the_mode_and_is_counted() {
             "{mode}: answered by the deadline"
         );
         assert_eq!(sb.stat("deadline_fallbacks"), 1, "{mode}");
-        let ev = sb.events_at_least(1);
-        let e = events_for(&ev, &p);
+        let e = sb.events_of(&p, 1);
         assert_eq!(e[0]["custos"]["reason"], "deadline", "{mode}");
     }
 }

@@ -7,7 +7,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Errors setting up or running the sensor.
@@ -40,6 +40,17 @@ pub enum SensorError {
 pub struct Group {
     fan: Fanotify,
     evictable: AtomicBool,
+    stats: SensorStats,
+}
+
+/// Sensor-level counters.
+#[derive(Debug, Default)]
+pub struct SensorStats {
+    /// Ignore marks dropped because a writer closed the file (covers writes through `mmap`,
+    /// which do not clear ignore marks in the kernel).
+    pub unmarked_on_write: AtomicU64,
+    /// Events that could not be handled (version mismatch, queue overflow).
+    pub bad_events: AtomicU64,
 }
 
 /// Why [`Group::run`] returned.
@@ -64,6 +75,7 @@ impl Group {
         Ok(Arc::new(Group {
             fan,
             evictable: AtomicBool::new(true),
+            stats: SensorStats::default(),
         }))
     }
 
@@ -102,27 +114,63 @@ impl Group {
         Ok(done)
     }
 
-    /// Places an ignore mark for exec permission events on the inode behind `fd`. The kernel
-    /// clears it when the file is modified. Evictable where the kernel supports it, so the mark
-    /// does not pin the inode in memory.
+    /// Counters.
+    pub fn stats(&self) -> &SensorStats {
+        &self.stats
+    }
+
+    /// Places an ignore mark for exec permission events on the inode behind `fd`.
+    ///
+    /// The kernel clears it on `write()`/`truncate` (FS_MODIFY) but not on stores through a
+    /// shared writable `mmap`. So the same inode mark also asks for `FAN_CLOSE_WRITE`: a writable
+    /// mapping keeps the file open for writing (exec fails with ETXTBSY meanwhile), and when the
+    /// last writer goes away [`Group::run`] removes the mark. Evictable where the kernel supports
+    /// it (≥ 5.19), so the mark does not pin the inode in memory.
     pub(crate) fn ignore(&self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
-        let base = MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK;
+        self.mark_inode(fd, MarkFlags::empty(), MaskFlags::FAN_CLOSE_WRITE)?;
+        self.mark_inode(
+            fd,
+            MarkFlags::FAN_MARK_IGNORED_MASK,
+            MaskFlags::FAN_OPEN_EXEC_PERM,
+        )
+    }
+
+    fn mark_inode(
+        &self,
+        fd: BorrowedFd<'_>,
+        extra: MarkFlags,
+        mask: MaskFlags,
+    ) -> Result<(), Errno> {
+        let base = MarkFlags::FAN_MARK_ADD | extra;
         if self.evictable.load(Ordering::Relaxed) {
             match self.fan.mark(
                 base | MarkFlags::FAN_MARK_EVICTABLE,
-                MaskFlags::FAN_OPEN_EXEC_PERM,
+                mask,
                 fd,
                 None::<&Path>,
             ) {
                 Err(Errno::EINVAL) => {
-                    tracing::info!("kernel has no evictable marks; using plain ignore marks");
+                    tracing::info!("kernel has no evictable marks; using plain inode marks");
                     self.evictable.store(false, Ordering::Relaxed);
                 }
                 r => return r,
             }
         }
-        self.fan
-            .mark(base, MaskFlags::FAN_OPEN_EXEC_PERM, fd, None::<&Path>)
+        self.fan.mark(base, mask, fd, None::<&Path>)
+    }
+
+    /// Removes the inode mark (ignore mask and close-write interest) of the file behind `fd`.
+    fn unignore(&self, fd: BorrowedFd<'_>) {
+        let remove = |flags, mask| {
+            self.fan
+                .mark(MarkFlags::FAN_MARK_REMOVE | flags, mask, fd, None::<&Path>)
+        };
+        // ENOENT: already gone (flushed or evicted).
+        let _ = remove(
+            MarkFlags::FAN_MARK_IGNORED_MASK,
+            MaskFlags::FAN_OPEN_EXEC_PERM,
+        );
+        let _ = remove(MarkFlags::empty(), MaskFlags::FAN_CLOSE_WRITE);
     }
 
     /// Removes all inode marks (the ignore marks); filesystem marks stay.
@@ -179,17 +227,22 @@ impl Group {
             };
             for ev in events {
                 if !ev.check_version() {
-                    tracing::error!(
-                        version = ev.version(),
-                        "fanotify event version mismatch; skipped"
-                    );
+                    self.stats.bad_events.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(version = ev.version(), "fanotify event version mismatch");
                     continue;
                 }
-                if ev.fd().is_none() {
+                let Some(fd) = ev.fd() else {
+                    self.stats.bad_events.fetch_add(1, Ordering::Relaxed);
                     tracing::error!("fanotify queue overflow");
                     continue;
+                };
+                if ev.mask().contains(MaskFlags::FAN_OPEN_EXEC_PERM) {
+                    on_exec(HeldExec::new(self.clone(), ev));
+                } else if ev.mask().contains(MaskFlags::FAN_CLOSE_WRITE) {
+                    // A file whose execs we stopped seeing was written: see them again.
+                    self.unignore(fd);
+                    self.stats.unmarked_on_write.fetch_add(1, Ordering::Relaxed);
                 }
-                on_exec(HeldExec::new(self.clone(), ev));
             }
         }
     }

@@ -10,6 +10,6 @@ mod held;
 pub mod mounts;
 pub mod procfs;
 
-pub use group::{Group, SensorError, Stop};
+pub use group::{Group, SensorError, SensorStats, Stop};
 pub use held::HeldExec;
 pub use mounts::WatchedFs;

@@ -89,6 +89,8 @@ pub struct Options {
     pub cache_entries: usize,
     /// The agent's own pid: always allowed, never evaluated.
     pub self_pid: i32,
+    /// Place kernel ignore marks after clean allows.
+    pub kernel_cache: bool,
 }
 
 struct PolicyState {
@@ -441,7 +443,11 @@ impl<H: Held> Inner<H> {
         path: Option<String>,
         log: bool,
     ) {
-        if v.decision == Decision::Allow && !v.would_deny && !v.path_dependent {
+        if self.opts.kernel_cache
+            && v.decision == Decision::Allow
+            && !v.would_deny
+            && !v.path_dependent
+        {
             // Under the policy lock so a concurrent rule change cannot flush before we mark.
             let p = lock(&self.policy);
             if p.generation == generation {

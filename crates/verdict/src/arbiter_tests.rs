@@ -122,6 +122,7 @@ fn arbiter(k: &Arc<Kernel>, mode: Mode, rules: Vec<Rule>, deadline_ms: u64) -> A
             deny_ttl: Duration::from_millis(1500),
             cache_entries: 100,
             self_pid: 999,
+            kernel_cache: true,
         },
         mode,
         RuleSet::new(rules).expect("rules"),

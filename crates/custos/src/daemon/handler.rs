@@ -4,8 +4,9 @@ use super::output::Output;
 use custos_config::Config;
 use custos_control::{EvaluateReply, Handler, Reply, Request, StatusReply};
 use custos_event::Mode;
-use custos_sensor_fanotify::{HeldExec, WatchedFs};
+use custos_sensor_fanotify::{Group, HeldExec, WatchedFs};
 use custos_verdict::{evaluate, Arbiter, RuleSet, RuleStore, Target};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ pub struct Daemon {
     pub cfg: Config,
     pub started: Instant,
     pub output: Arc<Output>,
+    pub group: Arc<Group>,
     /// Serialises rule changes so the rule set applied is always the one last stored.
     pub rule_lock: Mutex<()>,
 }
@@ -61,6 +63,9 @@ impl Daemon {
             exec: self.arbiter.stats(),
             events_written: self.output.written(),
             events_dropped: self.output.dropped(),
+            kernel_cache: self.cfg.exec.kernel_cache,
+            unmarked_on_write: self.group.stats().unmarked_on_write.load(Relaxed),
+            bad_events: self.group.stats().bad_events.load(Relaxed),
         }
     }
 }

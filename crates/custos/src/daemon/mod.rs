@@ -63,6 +63,7 @@ fn serve(
             deny_ttl: Duration::from_millis(cfg.exec.deny_cache_ms),
             cache_entries: cfg.exec.cache_entries,
             self_pid: std::process::id() as i32,
+            kernel_cache: cfg.exec.kernel_cache,
         },
         mode,
         rules,
@@ -77,6 +78,7 @@ fn serve(
         cfg,
         started: Instant::now(),
         output: output.clone(),
+        group: group.clone(),
         rule_lock: Mutex::new(()),
     });
     custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;

@@ -37,8 +37,10 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Mounts the tmpfs and writes the config; `extra` is appended to the top level of the TOML.
+    /// Mounts the tmpfs and writes the config. `extra` is TOML for the top level, optionally
+    /// followed by `[exec]` and keys for that table (merged with the harness's `watch`).
     pub fn new(mode: &str, extra: &str) -> Sandbox {
+        let (top, exec) = extra.split_once("[exec]").unwrap_or((extra, ""));
         let dir = tempfile::Builder::new()
             .prefix("custos-e2e-")
             .tempdir_in("/tmp")
@@ -57,7 +59,7 @@ impl Sandbox {
             &config,
             format!(
                 "mode = \"{mode}\"\nsocket = \"{d}/custos.sock\"\nstate_dir = \"{d}/state\"\n\
-                 events = \"{d}/events.json\"\n{extra}\n[exec]\nwatch = [\"{}\"]\n",
+                 events = \"{d}/events.json\"\n{top}\n[exec]\nwatch = [\"{}\"]\n{exec}\n",
                 mnt.display()
             ),
         )
@@ -279,4 +281,19 @@ pub fn spawn_via_shell(path: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn /bin/sh")
+}
+
+impl Sandbox {
+    /// Events for one executable, waiting up to 5 s until there are at least `n`.
+    pub fn events_of(&self, path: &Path, n: usize) -> Vec<Value> {
+        let t0 = Instant::now();
+        loop {
+            let all = self.events_at_least(0);
+            let mine: Vec<Value> = events_for(&all, path).into_iter().cloned().collect();
+            if mine.len() >= n || t0.elapsed() > Duration::from_secs(5) {
+                return mine;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
