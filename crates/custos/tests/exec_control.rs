@@ -1,6 +1,8 @@
 //! Root-only: bad input gets a clear error and leaves the running state unchanged; the CLI works
 //! with and without a running agent.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! Root-only: rules, modes and the cache really decide execs on this kernel.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! Root-only: the agent cannot hang the host — deadlines, kill -9, concurrency, shutdown.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

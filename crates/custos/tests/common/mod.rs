@@ -4,7 +4,7 @@
 //!
 //! Without root the tests skip, unless `CUSTOS_E2E_REQUIRED=1` (set by CI) makes that a failure.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use serde_json::Value;
 use std::fs;
