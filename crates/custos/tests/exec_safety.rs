@@ -22,13 +22,7 @@ fn kill_9_releases_held_execs() {
         .collect();
     let runners: Vec<_> = slow.iter().map(|p| spawn_via_shell(p)).collect();
     let t0 = Instant::now();
-    while sb.stat("pending") < 3 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "execs were not held"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    sb.wait_pending(3);
     let mut agent = sb.agent.take().unwrap();
     agent.kill().unwrap(); // SIGKILL
     agent.wait().unwrap();
@@ -73,14 +67,7 @@ fn slow_hash_does_not_stall_other_execs_and_one_inode_is_hashed_once() {
     let sb = Sandbox::started("monitor", "deadline_ms = 30000");
     let big = sb.big_exec("big", SLOW);
     let runners: Vec<_> = (0..4).map(|_| spawn_via_shell(&big)).collect();
-    let t0 = Instant::now();
-    while sb.stat("pending") < 4 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "execs were not held together"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    sb.wait_pending(4);
     // While the big file is being hashed, a small one is decided.
     let small = sb.install("/bin/true", "small");
     assert_runs(&small);
@@ -108,11 +95,7 @@ fn sigterm_stops_cleanly_and_releases_everything() {
     let mut sb = Sandbox::started("lockdown", "deadline_ms = 60000");
     let p = sb.big_exec("slow", SLOW);
     let mut runner = spawn_via_shell(&p);
-    let t0 = Instant::now();
-    while sb.stat("pending") < 1 {
-        assert!(t0.elapsed() < Duration::from_secs(10), "exec was not held");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    sb.wait_pending(1);
     let st = sb.stop();
     assert!(st.success(), "clean exit: {st}\n{}", sb.log());
     // The pending exec got the lockdown fallback (deny) at shutdown.

@@ -11,70 +11,18 @@
 use crate::cache::{Cache, Cached};
 use crate::engine::{evaluate, fallback, Verdict};
 use crate::file::{sha256_hex, FileKey};
+pub use crate::held::{Content, Held, Marks, ProcessInfo, Sink};
 use crate::rules::RuleSet;
 use crate::stats::{Stats, StatsSnapshot};
 use custos_event::{Decision, ExecEvent, Mode, Reason};
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::io::{self, Read};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-
-/// Content of a held file, for hashing. `key` re-reads the file's identity after hashing so a
-/// file changed mid-read is not cached.
-pub trait Content: Read + Send {
-    /// Current key of the file behind this handle.
-    fn key(&self) -> io::Result<FileKey>;
-}
-
-impl Content for std::fs::File {
-    fn key(&self) -> io::Result<FileKey> {
-        self.metadata().map(|m| FileKey::from_metadata(&m))
-    }
-}
-
-/// Who is exec'ing, read when a decision is logged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProcessInfo {
-    /// Parent pid.
-    pub ppid: Option<i32>,
-    /// Real uid.
-    pub uid: Option<u32>,
-}
-
-/// One exec held by the kernel until answered. Dropping it without [`Held::answer`] must still
-/// answer the kernel (implementations answer "allow" in `Drop`), so no path can leave an exec hung.
-pub trait Held: Send + 'static {
-    /// Pid (thread-group id) of the process exec'ing.
-    fn pid(&self) -> i32;
-    /// Key of the file as opened for the exec.
-    fn key(&self) -> io::Result<FileKey>;
-    /// Resolved path of the file, if it can be named.
-    fn path(&self) -> Option<String>;
-    /// A handle to read the content (independent of the held one).
-    fn content(&self) -> io::Result<Box<dyn Content>>;
-    /// Parent and user of the process.
-    fn process(&self) -> ProcessInfo;
-    /// Tells the kernel to stop reporting execs of this inode until it is modified.
-    fn ignore(&self) -> io::Result<()>;
-    /// Answers the kernel.
-    fn answer(self, decision: Decision) -> io::Result<()>;
-}
-
-/// The kernel side of cache invalidation.
-pub trait Marks: Send + Sync {
-    /// Removes every ignore mark placed through [`Held::ignore`].
-    fn flush_ignores(&self) -> io::Result<()>;
-}
-
-/// Where decision events go. Must not block (the caller may hold an exec).
-pub trait Sink: Send + Sync {
-    /// Takes one event.
-    fn emit(&self, event: ExecEvent);
-}
 
 /// Tuning.
 #[derive(Debug, Clone)]

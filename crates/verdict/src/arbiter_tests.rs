@@ -1,6 +1,7 @@
 //! Arbiter logic with a fake kernel: every hold answered once, dedup, deadlines, invalidation.
 
 use super::*;
+use std::io::Read;
 use crate::rules::{Policy, Rule, Target};
 use std::sync::atomic::AtomicUsize;
 

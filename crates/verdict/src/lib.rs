@@ -10,13 +10,15 @@ pub mod arbiter;
 pub mod cache;
 pub mod engine;
 pub mod file;
+pub mod held;
 pub mod rules;
 pub mod stats;
 pub mod store;
 
-pub use arbiter::{Arbiter, Content, Held, Marks, Options, ProcessInfo, Sink};
+pub use arbiter::{Arbiter, Options};
 pub use engine::{evaluate, fallback, Verdict};
 pub use file::{sha256_hex, FileKey, FileType};
+pub use held::{Content, Held, Marks, ProcessInfo, Sink};
 pub use rules::{NewRule, Policy, Rule, RuleError, RuleSet, Target};
 pub use stats::StatsSnapshot;
 pub use store::{RuleStore, StoreError};

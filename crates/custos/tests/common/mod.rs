@@ -284,6 +284,18 @@ pub fn spawn_via_shell(path: &Path) -> Child {
 }
 
 impl Sandbox {
+    /// Waits (up to 10 s) until the agent holds at least `n` execs.
+    pub fn wait_pending(&self, n: u64) {
+        let t0 = Instant::now();
+        while self.stat("pending") < n {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{n} execs were not held"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Events for one executable, waiting up to 5 s until there are at least `n`.
     pub fn events_of(&self, path: &Path, n: usize) -> Vec<Value> {
         let t0 = Instant::now();
