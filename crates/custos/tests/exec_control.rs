@@ -189,3 +189,44 @@ fn control_socket_is_root_only() {
     assert!(!o.status.success());
     assert_eq!(sb.ok(&["mode"]).trim(), "monitor");
 }
+
+#[test]
+fn lockdown_that_would_deny_custos_itself_is_refused() {
+    if !root_or_skip() {
+        return;
+    }
+    // The agent runs from a copy on the watched tmpfs, so its own binary is at stake.
+    let mut sb = Sandbox::new("monitor", "");
+    let agent = sb.install(BIN, "custos");
+    let o = std::process::Command::new(&agent)
+        .args(["run", "--mode", "lockdown", "--config"])
+        .arg(&sb.config)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = stderr_of(&o);
+    assert!(
+        e.contains("refusing lockdown") && e.contains(agent.to_str().unwrap()),
+        "{e}"
+    );
+
+    sb.start_binary(&agent);
+    let o = sb.cli(&["mode", "lockdown"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr_of(&o).contains("refusing lockdown"),
+        "{}",
+        stderr_of(&o)
+    );
+    assert_eq!(sb.ok(&["mode"]).trim(), "monitor");
+
+    sb.ok(&["rule", "add", "--file", agent.to_str().unwrap(), "--allow"]);
+    sb.ok(&["mode", "lockdown"]);
+    // `custos` from the tmpfs still starts under lockdown.
+    let v = std::process::Command::new(&agent)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(v.status.success());
+    assert_denied(&sb.install("/bin/true", "unknown"));
+}

@@ -1,8 +1,8 @@
 //! Arbiter logic with a fake kernel: every hold answered once, dedup, deadlines, invalidation.
 
 use super::*;
-use std::io::Read;
 use crate::rules::{Policy, Rule, Target};
+use std::io::Read;
 use std::sync::atomic::AtomicUsize;
 
 #[derive(Default)]

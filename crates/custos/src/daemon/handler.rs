@@ -101,6 +101,12 @@ impl Handler for Daemon {
                 Reply::ok(serde_json::json!({ "mode": self.arbiter.mode() }))
             }
             Request::Mode { set: Some(m) } => {
+                if m == Mode::Lockdown && self.arbiter.mode() != Mode::Lockdown {
+                    let mounts: Vec<_> = self.watched.iter().map(|w| w.mount.clone()).collect();
+                    if let Err(e) = super::guard::check_lockdown(&self.arbiter.rules(), &mounts) {
+                        return Reply::err(e);
+                    }
+                }
                 let old = self.arbiter.set_mode(m);
                 tracing::info!(from = %old, to = %m, "mode changed");
                 Reply::ok(serde_json::json!({ "mode": m, "previous": old }))

@@ -1,6 +1,7 @@
 //! `custos run`: wires config, rules, the fanotify sensor, the arbiter, the event output and the
 //! control socket together, then reads events until SIGTERM/SIGINT.
 
+mod guard;
 mod handler;
 mod output;
 
@@ -56,6 +57,10 @@ fn serve(
     if watched.is_empty() {
         bail!("no filesystem could be watched");
     }
+    let mounts: Vec<_> = watched.iter().map(|w| w.mount.clone()).collect();
+    if mode == Mode::Lockdown {
+        guard::check_lockdown(&rules, &mounts).map_err(anyhow::Error::msg)?;
+    }
     let arbiter = Arc::new(Arbiter::new(
         Options {
             deadline: Duration::from_millis(cfg.deadline_ms),
@@ -82,11 +87,8 @@ fn serve(
         rule_lock: Mutex::new(()),
     });
     custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;
-    let mounts: Vec<_> = watched
-        .iter()
-        .map(|w| w.mount.display().to_string())
-        .collect();
-    tracing::info!(%mode, rules = n_rules, watched = ?mounts, deadline_ms = daemon.cfg.deadline_ms, "custos running");
+    let shown: Vec<_> = mounts.iter().map(|m| m.display().to_string()).collect();
+    tracing::info!(%mode, rules = n_rules, watched = ?shown, deadline_ms = daemon.cfg.deadline_ms, "custos running");
 
     let stop = OwnedFd::from(stop_rx);
     let run = group.run(&stop, |held| arbiter.submit(held));

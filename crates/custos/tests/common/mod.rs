@@ -81,8 +81,13 @@ impl Sandbox {
 
     /// Starts the agent and waits until its control socket answers.
     pub fn start(&mut self) {
+        self.start_binary(Path::new(BIN));
+    }
+
+    /// Starts the agent from a given copy of the custos binary.
+    pub fn start_binary(&mut self, bin: &Path) {
         let log = fs::File::create(self.dir.path().join("agent.log")).expect("log");
-        let child = Command::new(BIN)
+        let child = Command::new(bin)
             .args(["run", "--config"])
             .arg(&self.config)
             .stdin(Stdio::null())

@@ -1,0 +1,150 @@
+//! Refuses lockdown when it would lock the admin out: if the current rules would deny a program
+//! that everything else needs (the shell, the ELF loader, custos itself) on a watched filesystem.
+
+use custos_event::{Decision, Mode};
+use custos_verdict::{evaluate, sha256_hex, RuleSet};
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+/// Programs that must keep running for the host (and custos's CLI) to stay usable.
+pub const ESSENTIAL: &[&str] = &[
+    "/proc/self/exe",
+    "/bin/sh",
+    "/lib64/ld-linux-x86-64.so.2",
+    "/lib/ld-linux-aarch64.so.1",
+];
+
+/// An essential file as found on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Essential {
+    /// Resolved path.
+    pub path: PathBuf,
+    /// Device it lives on.
+    pub dev: u64,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+/// Resolves and hashes the essential files that exist here.
+pub fn essentials() -> Vec<Essential> {
+    ESSENTIAL
+        .iter()
+        .filter_map(|p| {
+            let path = std::fs::canonicalize(p).ok()?;
+            let mut f = std::fs::File::open(&path).ok()?;
+            let dev = f.metadata().ok()?.dev();
+            let sha256 = sha256_hex(&mut f).ok()?;
+            Some(Essential { path, dev, sha256 })
+        })
+        .collect()
+}
+
+/// The essential files on watched devices that lockdown would deny under `rules`.
+pub fn lockdown_blockers(
+    rules: &RuleSet,
+    watched_devs: &HashSet<u64>,
+    files: &[Essential],
+) -> Vec<PathBuf> {
+    files
+        .iter()
+        .filter(|e| watched_devs.contains(&e.dev))
+        .filter(|e| {
+            let path = e.path.to_string_lossy();
+            evaluate(rules, Mode::Lockdown, Some(&e.sha256), Some(&path)).decision == Decision::Deny
+        })
+        .map(|e| e.path.clone())
+        .collect()
+}
+
+/// `Err` with an explanation when entering lockdown now would deny an essential program.
+pub fn check_lockdown(rules: &RuleSet, watched: &[PathBuf]) -> Result<(), String> {
+    let devs: HashSet<u64> = watched
+        .iter()
+        .filter_map(|m| std::fs::metadata(m).ok().map(|md| md.dev()))
+        .collect();
+    let blockers = lockdown_blockers(rules, &devs, &essentials());
+    if blockers.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = blockers.iter().map(|p| p.display().to_string()).collect();
+    Err(format!(
+        "refusing lockdown: it would deny {} on a watched filesystem, and with it every program \
+         (and custos's own CLI). Add allow rules for them first (custos rule add --file PATH --allow), \
+         or watch only the filesystems that need lockdown ([exec] watch)",
+        list.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_verdict::{Policy, Rule, Target};
+    use std::path::Path;
+
+    fn is_self(path: &Path) -> bool {
+        std::fs::canonicalize("/proc/self/exe").is_ok_and(|p| p == path)
+    }
+
+    fn ess(path: &str, dev: u64, c: char) -> Essential {
+        Essential {
+            path: PathBuf::from(path),
+            dev,
+            sha256: std::iter::repeat_n(c, 64).collect(),
+        }
+    }
+    fn allow(id: u64, t: Target) -> Rule {
+        Rule {
+            id,
+            target: t,
+            policy: Policy::Allow,
+            comment: None,
+            created: String::new(),
+        }
+    }
+
+    #[test]
+    fn unknown_essentials_on_watched_fs_block_lockdown() {
+        let files = [
+            ess("/usr/bin/dash", 1, 'a'),
+            ess("/usr/lib/ld.so", 1, 'b'),
+            ess("/opt/x", 2, 'c'),
+        ];
+        let watched = HashSet::from([1]);
+        let none = RuleSet::default();
+        assert_eq!(
+            lockdown_blockers(&none, &watched, &files),
+            vec![
+                PathBuf::from("/usr/bin/dash"),
+                PathBuf::from("/usr/lib/ld.so")
+            ]
+        );
+        // Only the tmpfs (dev 2) watched: nothing essential is at risk there... unless it is.
+        assert_eq!(
+            lockdown_blockers(&none, &HashSet::from([3]), &files),
+            Vec::<PathBuf>::new()
+        );
+        assert_eq!(
+            lockdown_blockers(&none, &HashSet::from([2]), &files),
+            vec![PathBuf::from("/opt/x")]
+        );
+    }
+
+    #[test]
+    fn allow_rules_by_hash_or_path_clear_the_guard() {
+        let files = [ess("/usr/bin/dash", 1, 'a'), ess("/usr/lib/ld.so", 1, 'b')];
+        let rules = RuleSet::new(vec![
+            allow(1, Target::Sha256("a".repeat(64))),
+            allow(2, Target::Path("/usr/lib/*".into())),
+        ])
+        .expect("rules");
+        assert!(lockdown_blockers(&rules, &HashSet::from([1]), &files).is_empty());
+    }
+
+    #[test]
+    fn finds_this_hosts_essentials() {
+        let e = essentials();
+        assert!(e.iter().any(|f| is_self(&f.path)), "{e:?}");
+        assert!(e.iter().all(|f| f.sha256.len() == 64));
+    }
+}
