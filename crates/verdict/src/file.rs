@@ -36,17 +36,22 @@ impl FileKey {
 
 /// Streams `r` through SHA-256 (SHA-NI when the CPU has it) and returns lower-case hex.
 pub fn sha256_hex(r: &mut dyn Read) -> io::Result<String> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    thread_local! {
+        // One read buffer per hashing thread, not one allocation per file.
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
     }
-    Ok(hex::encode(h.finalize()))
+    BUF.with_borrow_mut(|buf| {
+        let mut h = Sha256::new();
+        loop {
+            match r.read(buf) {
+                Ok(0) => break,
+                Ok(n) => h.update(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    })
 }
 
 /// Kind of executable content, from its first bytes.
