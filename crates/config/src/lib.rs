@@ -61,13 +61,21 @@ pub struct Config {
     pub exec: ExecConfig,
 }
 
+/// Filesystem types watched by default: local, and able to hold executable files.
+pub const DEFAULT_WATCH_TYPES: &[&str] = &[
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "f2fs", "jfs", "reiserfs",
+    "bcachefs", "zfs", "vfat", "exfat", "ntfs3", "squashfs", "erofs", "ramfs", "fuseblk",
+];
+
 /// `[exec]`: the fanotify exec verdict loop.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExecConfig {
-    /// Mount points whose filesystems are watched. Empty (the default) means every local
-    /// filesystem that can hold executables.
+    /// Mount points whose filesystems are watched. Empty (the default) means every mounted
+    /// filesystem whose type is in `watch_types`, including ones mounted after start.
     pub watch: Vec<PathBuf>,
+    /// Filesystem types watched when `watch` is empty.
+    pub watch_types: Vec<String>,
     /// Decision worker threads (hashing). 0 means one per CPU, at least 2.
     pub workers: usize,
     /// How long a cached deny stays valid, so a new allow rule takes effect quickly.
@@ -96,6 +104,10 @@ impl Default for ExecConfig {
     fn default() -> Self {
         ExecConfig {
             watch: Vec::new(),
+            watch_types: DEFAULT_WATCH_TYPES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             workers: 0,
             deny_cache_ms: 1500,
             cache_entries: 65_536,
@@ -169,6 +181,12 @@ impl Config {
             if !p.is_absolute() {
                 return Err(bad(key, "must be an absolute path"));
             }
+        }
+        if self.exec.watch.is_empty() && self.exec.watch_types.is_empty() {
+            return Err(bad(
+                "exec.watch_types",
+                "must name at least one type when exec.watch is empty",
+            ));
         }
         if let Some(p) = self.exec.watch.iter().find(|p| !p.is_absolute()) {
             return Err(bad(

@@ -126,3 +126,47 @@ fn agent_refuses_a_second_instance_on_the_same_socket() {
     // The first one is unaffected.
     assert_eq!(sb.ok(&["mode"]).trim(), "monitor");
 }
+
+#[test]
+fn filesystems_mounted_after_start_are_watched() {
+    if !root_or_skip() {
+        return;
+    }
+    // Discovery limited to ramfs, which nothing else on the host uses, so only our mount counts.
+    let sb = Sandbox::started("monitor", "[exec]\nwatch_types = [\"ramfs\"]\n");
+    let late = sb.mount_extra("late", "ramfs");
+    let late_s = late.to_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    while !sb.watched_mounts().contains(&late_s) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "new mount not watched"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A program unique to this test (true + a tail), blocked by hash.
+    let mut bytes = std::fs::read("/bin/true").unwrap();
+    bytes.extend_from_slice(late_s.as_bytes());
+    let prog = late.join("prog");
+    std::fs::write(&prog, &bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    sb.ok(&["rule", "add", "--file", prog.to_str().unwrap(), "--block"]);
+    assert_denied(&prog);
+
+    // Lazy: the exec'ing child and the kernel's event may hold the mount for a moment longer.
+    let st = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&late)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    while sb.watched_mounts().contains(&late_s) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "unmounted fs still listed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -5,6 +5,7 @@
 //! The kernel holds each exec until this group answers; closing the group (including when the
 //! agent is killed) makes the kernel allow everything still pending.
 
+pub mod follow;
 mod group;
 mod held;
 pub mod mounts;

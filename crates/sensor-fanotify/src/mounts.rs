@@ -5,12 +5,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-/// Filesystem types watched by default: local, and able to hold executable files.
-pub const EXEC_FS_TYPES: &[&str] = &[
-    "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "f2fs", "jfs", "reiserfs",
-    "bcachefs", "zfs", "vfat", "exfat", "ntfs3", "squashfs", "erofs", "ramfs", "fuseblk",
-];
-
 /// One watched filesystem, as reported by `custos status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchedFs {
@@ -69,12 +63,12 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Every local exec-capable filesystem, one entry per superblock (first mount point wins).
-pub fn discover(entries: &[MountEntry]) -> Vec<WatchedFs> {
+/// Every mounted filesystem of one of `types`, one entry per superblock (first mount point wins).
+pub fn discover(entries: &[MountEntry], types: &[String]) -> Vec<WatchedFs> {
     let mut seen = HashSet::new();
     entries
         .iter()
-        .filter(|e| EXEC_FS_TYPES.contains(&e.fstype.as_str()))
+        .filter(|e| types.contains(&e.fstype))
         .filter(|e| seen.insert(e.dev.clone()))
         .map(|e| WatchedFs {
             mount: e.mount.clone(),
@@ -127,7 +121,8 @@ bogus line
     fn discovers_one_per_superblock_and_only_exec_types() {
         let e = parse_mountinfo(SAMPLE);
         assert_eq!(e.len(), 6);
-        let d = discover(&e);
+        let types: Vec<String> = ["ext4", "tmpfs", "xfs"].map(String::from).to_vec();
+        let d = discover(&e, &types);
         let mounts: Vec<_> = d.iter().map(|w| w.mount.to_str().expect("utf8")).collect();
         assert_eq!(mounts, ["/", "/dev/shm", "/mnt/with space"]);
         assert_eq!(d[0].fstype, "ext4");

@@ -67,6 +67,12 @@ struct Job {
     path: Option<String>,
 }
 
+/// What is left of a job once its content is hashed and closed.
+struct JobResult {
+    key: FileKey,
+    path: Option<String>,
+}
+
 struct Inner<H> {
     opts: Options,
     policy: Mutex<PolicyState>,
@@ -419,10 +425,19 @@ impl<H: Held> Inner<H> {
     }
 
     /// Worker: hash, decide, cache, answer every hold waiting on the key.
-    fn work(&self, mut job: Job) {
-        let hashed = sha256_hex(&mut job.content);
+    fn work(&self, job: Job) {
+        let Job {
+            key,
+            mut content,
+            path,
+        } = job;
+        let hashed = sha256_hex(&mut content);
         Stats::inc(&self.stats.hashed);
-        let stable = job.content.key().ok() == Some(job.key);
+        let stable = content.key().ok() == Some(key);
+        // Close our handle before answering: once the exec is answered nothing of ours may keep
+        // the file (or its filesystem, for umount) busy.
+        drop(content);
+        let mut job = JobResult { key, path };
         let (mode, rules, generation) = self.policy_snapshot();
         let waiting: Vec<Pending<H>> = {
             let mut h = lock(&self.holds);

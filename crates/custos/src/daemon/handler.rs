@@ -4,7 +4,7 @@ use super::output::Output;
 use custos_config::Config;
 use custos_control::{EvaluateReply, Handler, Reply, Request, StatusReply};
 use custos_event::Mode;
-use custos_sensor_fanotify::{Group, HeldExec, WatchedFs};
+use custos_sensor_fanotify::{follow, Group, HeldExec, WatchedFs};
 use custos_verdict::{evaluate, Arbiter, RuleSet, RuleStore, Target};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use std::time::Instant;
 pub struct Daemon {
     pub arbiter: Arc<Arbiter<HeldExec>>,
     pub store: RuleStore,
-    pub watched: Vec<WatchedFs>,
+    pub watched: follow::Watched,
     pub cfg: Config,
     pub started: Instant,
     pub output: Arc<Output>,
@@ -47,6 +47,13 @@ pub fn evaluate_all(
 }
 
 impl Daemon {
+    fn watched_now(&self) -> Vec<WatchedFs> {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn status(&self) -> StatusReply {
         StatusReply {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -55,7 +62,7 @@ impl Daemon {
             mode: self.arbiter.mode(),
             deadline_ms: self.cfg.deadline_ms,
             watched: self
-                .watched
+                .watched_now()
                 .iter()
                 .filter_map(|w| serde_json::to_value(w).ok())
                 .collect(),
@@ -102,7 +109,7 @@ impl Handler for Daemon {
             }
             Request::Mode { set: Some(m) } => {
                 if m == Mode::Lockdown && self.arbiter.mode() != Mode::Lockdown {
-                    let mounts: Vec<_> = self.watched.iter().map(|w| w.mount.clone()).collect();
+                    let mounts: Vec<_> = self.watched_now().into_iter().map(|w| w.mount).collect();
                     if let Err(e) = super::guard::check_lockdown(&self.arbiter.rules(), &mounts) {
                         return Reply::err(e);
                     }

@@ -10,7 +10,7 @@ pub use handler::evaluate_all;
 use anyhow::{bail, Context};
 use custos_config::Config;
 use custos_event::Mode;
-use custos_sensor_fanotify::{mounts, Group};
+use custos_sensor_fanotify::{follow, mounts, Group};
 use custos_verdict::{Arbiter, Options, RuleStore};
 use handler::Daemon;
 use std::os::fd::OwnedFd;
@@ -49,12 +49,13 @@ fn serve(
     let output = output::Output::open(&cfg.events)?;
     let group = Group::new()?;
     let entries = mounts::read_mountinfo().context("cannot read /proc/self/mountinfo")?;
-    let watched = if cfg.exec.watch.is_empty() {
-        group.watch_all(&mounts::discover(&entries), false)?
+    let discovering = cfg.exec.watch.is_empty();
+    let watched = if discovering {
+        group.watch_all(&mounts::discover(&entries, &cfg.exec.watch_types), false)?
     } else {
         group.watch_all(&mounts::describe(&cfg.exec.watch, &entries), true)?
     };
-    if watched.is_empty() {
+    if watched.is_empty() && !discovering {
         bail!("no filesystem could be watched");
     }
     let mounts: Vec<_> = watched.iter().map(|w| w.mount.clone()).collect();
@@ -76,10 +77,11 @@ fn serve(
         group.clone(),
     )?);
     let n_rules = arbiter.rules().rules().len();
+    let watched_live: follow::Watched = Arc::new(Mutex::new(watched));
     let daemon = Arc::new(Daemon {
         arbiter: arbiter.clone(),
         store,
-        watched: watched.clone(),
+        watched: watched_live.clone(),
         cfg,
         started: Instant::now(),
         output: output.clone(),
@@ -87,6 +89,14 @@ fn serve(
         rule_lock: Mutex::new(()),
     });
     custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;
+    if discovering {
+        follow::follow_mounts(
+            group.clone(),
+            daemon.cfg.exec.watch_types.clone(),
+            watched_live,
+        )
+        .context("cannot follow the mount table")?;
+    }
     let shown: Vec<_> = mounts.iter().map(|m| m.display().to_string()).collect();
     tracing::info!(%mode, rules = n_rules, watched = ?shown, deadline_ms = daemon.cfg.deadline_ms, "custos running");
 

@@ -34,6 +34,8 @@ pub struct Sandbox {
     pub mnt: PathBuf,
     pub config: PathBuf,
     pub agent: Option<Child>,
+    /// Further mounts made by the test, unmounted on drop.
+    pub extra_mounts: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl Sandbox {
@@ -53,14 +55,19 @@ impl Sandbox {
             .status()
             .expect("mount");
         assert!(st.success(), "mount tmpfs");
+        // With `watch_types` the agent discovers filesystems itself; otherwise it watches ours.
+        let watch = if exec.contains("watch_types") {
+            String::new()
+        } else {
+            format!("watch = [\"{}\"]", mnt.display())
+        };
         let config = dir.path().join("custos.toml");
         let d = dir.path().display();
         fs::write(
             &config,
             format!(
                 "mode = \"{mode}\"\nsocket = \"{d}/custos.sock\"\nstate_dir = \"{d}/state\"\n\
-                 events = \"{d}/events.json\"\n{top}\n[exec]\nwatch = [\"{}\"]\n{exec}\n",
-                mnt.display()
+                 events = \"{d}/events.json\"\n{top}\n[exec]\n{watch}\n{exec}\n"
             ),
         )
         .expect("config");
@@ -69,6 +76,7 @@ impl Sandbox {
             mnt,
             config,
             agent: None,
+            extra_mounts: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -229,16 +237,32 @@ impl Drop for Sandbox {
             let _ = c.wait();
         }
         let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        for m in self.extra_mounts.lock().unwrap().iter() {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
     }
 }
 
 /// Runs a program; `Ok(status)` if it ran, `Err` if exec itself failed (EPERM when denied).
+///
+/// ETXTBSY is retried: a file just written can still be open for writing in a child that
+/// another test thread forked at that moment (it closes at that child's exec).
 pub fn run(path: &Path) -> io::Result<ExitStatus> {
-    Command::new(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+    let mut tries = 0;
+    loop {
+        let r = Command::new(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Asserts the exec is denied by the kernel with EPERM.
@@ -289,6 +313,30 @@ pub fn spawn_via_shell(path: &Path) -> Child {
 }
 
 impl Sandbox {
+    /// Mounts another filesystem of `fstype` under the sandbox dir (unmounted on drop).
+    pub fn mount_extra(&self, name: &str, fstype: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        fs::create_dir_all(&p).expect("mkdir");
+        let st = Command::new("mount")
+            .args(["-t", fstype, fstype])
+            .arg(&p)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount {fstype}");
+        self.extra_mounts.lock().unwrap().push(p.clone());
+        p
+    }
+
+    /// Mount points in `custos status`.
+    pub fn watched_mounts(&self) -> Vec<String> {
+        self.status()["watched"]
+            .as_array()
+            .expect("watched")
+            .iter()
+            .map(|w| w["mount"].as_str().expect("mount").to_owned())
+            .collect()
+    }
+
     /// Waits (up to 10 s) until the agent holds at least `n` execs.
     pub fn wait_pending(&self, n: u64) {
         let t0 = Instant::now();
