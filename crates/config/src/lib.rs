@@ -269,6 +269,10 @@ mod tests {
         assert!(e.contains("exec.watch") && e.contains("relative"), "{e}");
         let e = parse("socket = \"x.sock\"").unwrap_err().to_string();
         assert!(e.contains("`socket`"), "{e}");
+        let e = parse("[exec]\nwatch_types = []").unwrap_err().to_string();
+        assert!(e.contains("`exec.watch_types`"), "{e}");
+        // With explicit mount points the type list is not used.
+        assert!(parse("[exec]\nwatch = [\"/mnt\"]\nwatch_types = []").is_ok());
     }
 
     #[test]
