@@ -170,3 +170,91 @@ fn filesystems_mounted_after_start_are_watched() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn exec_storm_with_rule_and_mode_changes_never_hangs() {
+    if !root_or_skip() {
+        return;
+    }
+    let sb = Sandbox::started("monitor", "");
+    // 20 distinct programs (distinct content, so distinct hashes), half of them blocked.
+    let progs: Vec<_> = (0..20)
+        .map(|i| {
+            let mut b = std::fs::read("/bin/true").unwrap();
+            b.extend_from_slice(format!("storm-{i}").as_bytes());
+            sb.write_exec(&format!("p{i}"), &b)
+        })
+        .collect();
+    for p in progs.iter().step_by(2) {
+        sb.ok(&["rule", "add", "--file", p.to_str().unwrap(), "--block"]);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Churn: flip modes and add/remove a rule while the storm runs.
+    let churn = {
+        let cfg = sb.config.clone();
+        let stop = stop.clone();
+        let extra = progs[1].clone();
+        std::thread::spawn(move || {
+            let cli = |args: &[&str]| {
+                std::process::Command::new(BIN)
+                    .args(args)
+                    .arg("--config")
+                    .arg(&cfg)
+                    .output()
+                    .unwrap()
+            };
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                cli(&["mode", if n % 2 == 0 { "audit" } else { "monitor" }]);
+                let o = cli(&["rule", "add", "--file", extra.to_str().unwrap(), "--block"]);
+                if o.status.success() {
+                    let id = String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .nth(2)
+                        .unwrap()
+                        .trim_end_matches(':')
+                        .to_owned();
+                    cli(&["rule", "remove", &id]);
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let progs = progs.clone();
+            std::thread::spawn(move || {
+                let mut ran = 0u64;
+                for i in 0..150 {
+                    let p = &progs[(i * 7 + w) % progs.len()];
+                    match run(p) {
+                        Ok(st) => assert!(st.success()),
+                        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
+                    }
+                    ran += 1;
+                }
+                ran
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    let total: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let churns = churn.join().unwrap();
+    assert_eq!(total, 600);
+    assert!(churns > 2, "changes happened during the storm ({churns})");
+    assert!(t0.elapsed() < Duration::from_secs(120));
+    let s = sb.status()["exec"].clone();
+    assert_eq!(s["pending"], 0, "{s}");
+    assert_eq!(s["errors"], 0, "{s}");
+    assert_eq!(s["deadline_fallbacks"], 0, "{s}");
+    let decided = s["allowed"].as_u64().unwrap() + s["denied"].as_u64().unwrap();
+    // Every exec that reached the agent was decided exactly once; kernel-cached ones never came.
+    assert_eq!(
+        decided,
+        s["cache_hits"].as_u64().unwrap() + s["cache_misses"].as_u64().unwrap(),
+        "{s}"
+    );
+    assert!(decided > 0 && decided <= 600, "{s}");
+}
