@@ -198,11 +198,13 @@ fn lockdown_that_would_deny_custos_itself_is_refused() {
     // The agent runs from a copy on the watched tmpfs, so its own binary is at stake.
     let mut sb = Sandbox::new("monitor", "");
     let agent = sb.install(BIN, "custos");
-    let o = std::process::Command::new(&agent)
-        .args(["run", "--mode", "lockdown", "--config"])
-        .arg(&sb.config)
-        .output()
-        .unwrap();
+    let o = retry_txtbsy(|| {
+        std::process::Command::new(&agent)
+            .args(["run", "--mode", "lockdown", "--config"])
+            .arg(&sb.config)
+            .output()
+    })
+    .unwrap();
     assert!(!o.status.success());
     let e = stderr_of(&o);
     assert!(
@@ -223,10 +225,7 @@ fn lockdown_that_would_deny_custos_itself_is_refused() {
     sb.ok(&["rule", "add", "--file", agent.to_str().unwrap(), "--allow"]);
     sb.ok(&["mode", "lockdown"]);
     // `custos` from the tmpfs still starts under lockdown.
-    let v = std::process::Command::new(&agent)
-        .arg("--version")
-        .output()
-        .unwrap();
+    let v = retry_txtbsy(|| std::process::Command::new(&agent).arg("--version").output()).unwrap();
     assert!(v.status.success());
     assert_denied(&sb.install("/bin/true", "unknown"));
 }

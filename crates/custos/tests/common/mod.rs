@@ -95,14 +95,16 @@ impl Sandbox {
     /// Starts the agent from a given copy of the custos binary.
     pub fn start_binary(&mut self, bin: &Path) {
         let log = fs::File::create(self.dir.path().join("agent.log")).expect("log");
-        let child = Command::new(bin)
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn agent");
+        let child = retry_txtbsy(|| {
+            Command::new(bin)
+                .args(["run", "--config"])
+                .arg(&self.config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log.try_clone()?)
+                .spawn()
+        })
+        .expect("spawn agent");
         self.agent = Some(child);
         let t0 = Instant::now();
         loop {
@@ -248,14 +250,20 @@ impl Drop for Sandbox {
 /// ETXTBSY is retried: a file just written can still be open for writing in a child that
 /// another test thread forked at that moment (it closes at that child's exec).
 pub fn run(path: &Path) -> io::Result<ExitStatus> {
-    let mut tries = 0;
-    loop {
-        let r = Command::new(path)
+    retry_txtbsy(|| {
+        Command::new(path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
-        match r {
+            .status()
+    })
+}
+
+/// Retries `f` while it fails with ETXTBSY (see [`run`]).
+pub fn retry_txtbsy<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match f() {
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(10));
