@@ -258,3 +258,41 @@ fn exec_storm_with_rule_and_mode_changes_never_hangs() {
     );
     assert!(decided > 0 && decided <= 600, "{s}");
 }
+
+#[test]
+fn a_stuck_event_reader_neither_holds_execs_nor_blocks_shutdown() {
+    if !root_or_skip() {
+        return;
+    }
+    // Events to stdout, into a pipe nobody reads; every exec logged (no kernel cache).
+    let mut sb = Sandbox::new("monitor", "events = \"-\"\n[exec]\nkernel_cache = false\n");
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&sb.config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _unread = child.stdout.take().unwrap();
+    sb.agent = Some(child);
+    let t0 = Instant::now();
+    while !sb.cli(&["status"]).status.success() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "agent not ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let p = sb.install("/bin/true", "t");
+    let t0 = Instant::now();
+    for _ in 0..300 {
+        assert_runs(&p); // a new pid each time: one event each, far more than a pipe holds
+    }
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    assert!(sb.stat("allowed") >= 300);
+    let t0 = Instant::now();
+    let st = sb.stop();
+    assert!(st.success(), "{st}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "shutdown took {:?}",
+        t0.elapsed()
+    );
+}

@@ -104,7 +104,7 @@ fn serve(
     let run = group.run(&stop, |held| arbiter.submit(held));
     tracing::info!("stopping: answering pending execs");
     arbiter.shutdown();
-    output.close();
+    output.close(Duration::from_secs(3));
     run.context("exec sensor failed")?;
     Ok(())
 }

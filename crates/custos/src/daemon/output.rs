@@ -80,13 +80,23 @@ impl Output {
         self.dropped.load(Relaxed)
     }
 
-    /// Stops accepting events and waits for the queue to be written.
-    pub fn close(&self) {
+    /// Stops accepting events and waits up to `limit` for the queue to be written. A writer
+    /// stuck on a full pipe (stdout nobody reads) must not keep the agent from exiting.
+    pub fn close(&self, limit: std::time::Duration) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(tx);
-        if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = h.join();
+        let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let t0 = std::time::Instant::now();
+        while !h.is_finished() {
+            if t0.elapsed() >= limit {
+                tracing::warn!("event output did not drain in {limit:?}; exiting without it");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        let _ = h.join();
     }
 }
 

@@ -63,11 +63,16 @@ impl Sandbox {
         };
         let config = dir.path().join("custos.toml");
         let d = dir.path().display();
+        let events = if top.contains("events =") {
+            String::new()
+        } else {
+            format!("events = \"{d}/events.json\"\n")
+        };
         fs::write(
             &config,
             format!(
                 "mode = \"{mode}\"\nsocket = \"{d}/custos.sock\"\nstate_dir = \"{d}/state\"\n\
-                 events = \"{d}/events.json\"\n{top}\n[exec]\n{watch}\n{exec}\n"
+                 {events}{top}\n[exec]\n{watch}\n{exec}\n"
             ),
         )
         .expect("config");
