@@ -85,6 +85,8 @@ pub struct ExecConfig {
     /// After an allow, tell the kernel to stop reporting execs of that file until it is written
     /// (fanotify ignore marks). Much faster; see docs/exec-control.md for the one race it has.
     pub kernel_cache: bool,
+    /// Files larger than this many MiB are not hashed; the mode's fallback applies at once.
+    pub max_hash_mb: u64,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for ExecConfig {
             deny_cache_ms: 1500,
             cache_entries: 65_536,
             kernel_cache: true,
+            max_hash_mb: 2048,
         }
     }
 }
@@ -170,6 +173,9 @@ impl Config {
         }
         if self.exec.workers > 256 {
             return Err(bad("exec.workers", "must be at most 256"));
+        }
+        if self.exec.max_hash_mb == 0 {
+            return Err(bad("exec.max_hash_mb", "must be at least 1"));
         }
         if self.exec.cache_entries == 0 {
             return Err(bad("exec.cache_entries", "must be at least 1"));

@@ -229,3 +229,132 @@ fn lockdown_that_would_deny_custos_itself_is_refused() {
     assert!(v.status.success());
     assert_denied(&sb.install("/bin/true", "unknown"));
 }
+
+#[test]
+fn in_lockdown_a_rule_change_that_would_deny_custos_itself_is_refused() {
+    if !root_or_skip() {
+        return;
+    }
+    // As above: the agent runs from a copy on the watched tmpfs.
+    let mut sb = Sandbox::new("monitor", "");
+    let agent = sb.install(BIN, "custos");
+    sb.start_binary(&agent);
+    let agent_s = agent.to_str().unwrap();
+    sb.ok(&["rule", "add", "--file", agent_s, "--allow"]);
+    let rules: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["rule", "list", "--json"])).unwrap();
+    let id = rules[0]["id"].as_u64().unwrap().to_string();
+    sb.ok(&["mode", "lockdown"]);
+    let file_before = fs::read(sb.dir.path().join("state/rules.json")).unwrap();
+
+    let o = sb.cli(&["rule", "remove", &id]);
+    assert!(!o.status.success());
+    let e = stderr_of(&o);
+    assert!(e.contains("refusing") && e.contains(agent_s), "{e}");
+    let list = sb.ok(&["rule", "list", "--json"]);
+    let rules: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(rules.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(rules[0]["id"].as_u64().unwrap().to_string(), id);
+    assert_eq!(
+        fs::read(sb.dir.path().join("state/rules.json")).unwrap(),
+        file_before
+    );
+    assert_eq!(sb.ok(&["mode"]).trim(), "lockdown");
+    let v = retry_txtbsy(|| std::process::Command::new(&agent).arg("--version").output()).unwrap();
+    assert!(v.status.success());
+
+    // A path block on it is harmless (the hash allow wins) and is accepted.
+    sb.ok(&["rule", "add", "--path", agent_s, "--block"]);
+    assert_eq!(sb.ok(&["mode"]).trim(), "lockdown");
+
+    // Outside lockdown the same removal is the admin's call.
+    sb.ok(&["mode", "monitor"]);
+    sb.ok(&["rule", "remove", &id]);
+}
+
+/// True when every thread of `pid` is stopped (state `T`).
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('T')))
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn a_remount_reusing_the_device_number_is_watched() {
+    if !root_or_skip() {
+        return;
+    }
+    use nix::sys::signal::{kill, Signal};
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, Instant};
+
+    // Discovery limited to ramfs, which nothing else on the host uses, so only our mount counts.
+    let sb = Sandbox::started("monitor", "[exec]\nwatch_types = [\"ramfs\"]\n");
+    let mnt = sb.mount_extra("again", "ramfs");
+    let mnt_s = mnt.to_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    while !sb.watched_mounts().contains(&mnt_s) {
+        assert!(t0.elapsed() < Duration::from_secs(5), "mount not watched");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dev_before = fs::metadata(&mnt).unwrap().dev();
+
+    // Replace the filesystem while the agent is stopped, so its mount follower only sees the
+    // result: the kernel reuses the lowest free device number and mount id, so the new
+    // superblock's mountinfo line is typically identical to the old one.
+    let agent = nix::unistd::Pid::from_raw(sb.pid());
+    kill(agent, Signal::SIGSTOP).unwrap();
+    let t0 = Instant::now();
+    while !all_threads_stopped(sb.pid()) {
+        assert!(t0.elapsed() < Duration::from_secs(5), "agent did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let target = CString::new(mnt.as_os_str().as_bytes()).unwrap();
+    let ramfs = CString::new("ramfs").unwrap();
+    // SAFETY: plain syscalls on valid C strings.
+    let replaced = unsafe {
+        libc::umount2(target.as_ptr(), 0) == 0
+            && libc::mount(
+                ramfs.as_ptr(),
+                target.as_ptr(),
+                ramfs.as_ptr(),
+                0,
+                std::ptr::null(),
+            ) == 0
+    };
+    let err = std::io::Error::last_os_error();
+    kill(agent, Signal::SIGCONT).unwrap();
+    assert!(replaced, "remount: {err}");
+    if fs::metadata(&mnt).unwrap().dev() != dev_before {
+        eprintln!("note: the device number was not reused this time");
+    }
+
+    let mut bytes = fs::read("/bin/true").unwrap();
+    bytes.extend_from_slice(b"remounted");
+    let prog = mnt.join("prog");
+    fs::write(&prog, &bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+    sb.ok(&["rule", "add", "--file", prog.to_str().unwrap(), "--block"]);
+    // The follower re-marks it shortly after it resumes.
+    let t0 = Instant::now();
+    loop {
+        match run(&prog) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => break,
+            r => assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "exec on the remounted filesystem not held: {r:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(sb.watched_mounts().contains(&mnt_s));
+}

@@ -16,7 +16,10 @@ fn kill_9_releases_held_execs() {
         return;
     }
     // Lockdown and a long deadline: without the kernel's release, these execs would wait or fail.
-    let mut sb = Sandbox::started("lockdown", "deadline_ms = 60000");
+    let mut sb = Sandbox::started(
+        "lockdown",
+        "deadline_ms = 60000\n[exec]\nmax_hash_mb = 8192",
+    );
     let slow: Vec<_> = (0..3)
         .map(|i| sb.big_exec(&format!("slow{i}"), SLOW))
         .collect();
@@ -41,7 +44,7 @@ fn deadline_fallback_follows_the_mode_and_is_counted() {
         return;
     }
     for (mode, denied) in [("lockdown", true), ("monitor", false)] {
-        let sb = Sandbox::started(mode, "deadline_ms = 100");
+        let sb = Sandbox::started(mode, "deadline_ms = 100\n[exec]\nmax_hash_mb = 8192");
         let p = sb.big_exec("slow", SLOW);
         let t0 = Instant::now();
         if denied {
@@ -64,7 +67,7 @@ fn slow_hash_does_not_stall_other_execs_and_one_inode_is_hashed_once() {
     if !root_or_skip() {
         return;
     }
-    let sb = Sandbox::started("monitor", "deadline_ms = 30000");
+    let sb = Sandbox::started("monitor", "deadline_ms = 30000\n[exec]\nmax_hash_mb = 8192");
     let big = sb.big_exec("big", SLOW);
     let runners: Vec<_> = (0..4).map(|_| spawn_via_shell(&big)).collect();
     sb.wait_pending(4);
@@ -92,7 +95,10 @@ fn sigterm_stops_cleanly_and_releases_everything() {
     if !root_or_skip() {
         return;
     }
-    let mut sb = Sandbox::started("lockdown", "deadline_ms = 60000");
+    let mut sb = Sandbox::started(
+        "lockdown",
+        "deadline_ms = 60000\n[exec]\nmax_hash_mb = 8192",
+    );
     let p = sb.big_exec("slow", SLOW);
     let mut runner = spawn_via_shell(&p);
     sb.wait_pending(1);

@@ -70,8 +70,13 @@ pub enum Reason {
     ModeDefault,
     /// The verdict was not ready by the deadline; the mode's fallback applied.
     Deadline,
-    /// The file could not be examined (stat or read failed); the mode's fallback applied.
+    /// The file could not be examined (stat or read failed, or too large to hash); the mode's
+    /// fallback applied.
     Error,
+    /// Too many execs were already held; the mode's fallback applied at once.
+    Overload,
+    /// The agent was stopping; the mode's fallback applied.
+    Shutdown,
 }
 
 impl Reason {
@@ -83,6 +88,8 @@ impl Reason {
             Reason::ModeDefault => "mode_default",
             Reason::Deadline => "deadline",
             Reason::Error => "error",
+            Reason::Overload => "overload",
+            Reason::Shutdown => "shutdown",
         }
     }
 }

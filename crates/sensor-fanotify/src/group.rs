@@ -51,6 +51,9 @@ pub struct SensorStats {
     pub unmarked_on_write: AtomicU64,
     /// Events that could not be handled (version mismatch, queue overflow).
     pub bad_events: AtomicU64,
+    /// Reads that failed because the kernel could not open an event fd; the kernel denied
+    /// those execs itself.
+    pub read_errors: AtomicU64,
 }
 
 /// Why [`Group::run`] returned.
@@ -160,7 +163,7 @@ impl Group {
     }
 
     /// Removes the inode mark (ignore mask and close-write interest) of the file behind `fd`.
-    fn unignore(&self, fd: BorrowedFd<'_>) {
+    pub(crate) fn unignore(&self, fd: BorrowedFd<'_>) {
         let remove = |flags, mask| {
             self.fan
                 .mark(MarkFlags::FAN_MARK_REMOVE | flags, mask, fd, None::<&Path>)
@@ -223,12 +226,27 @@ impl Group {
             let events = match self.fan.read_events() {
                 Ok(ev) => ev,
                 Err(Errno::EINTR | Errno::EAGAIN) => continue,
+                // EBADF/EINVAL/EFAULT would be our bug. Anything else means the kernel could not
+                // open one event's fd (fd or memory exhaustion, a vanishing file): it has denied
+                // that one exec itself, and the agent must keep reading, not die.
+                Err(e) if !matches!(e, Errno::EBADF | Errno::EINVAL | Errno::EFAULT) => {
+                    self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        "reading a fanotify event failed (the kernel denied that exec): {e}"
+                    );
+                    if matches!(e, Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM) {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    continue;
+                }
                 Err(e) => return Err(SensorError::Read(e)),
             };
             for ev in events {
                 if !ev.check_version() {
                     self.stats.bad_events.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(version = ev.version(), "fanotify event version mismatch");
+                    // Dropping a HeldExec answers "allow", so a permission event cannot hang.
+                    drop(HeldExec::new(self.clone(), ev));
                     continue;
                 }
                 let Some(fd) = ev.fd() else {

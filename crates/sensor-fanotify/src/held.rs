@@ -90,6 +90,12 @@ impl Held for HeldExec {
         self.group.ignore(fd.as_fd()).map_err(io::Error::from)
     }
 
+    fn unignore(&self) {
+        if let Ok(Some(fd)) = self.event().map(|e| e.fd()) {
+            self.group.unignore(fd);
+        }
+    }
+
     fn answer(mut self, decision: Decision) -> io::Result<()> {
         self.send(decision == Decision::Allow)
     }

@@ -19,6 +19,9 @@ pub struct WatchedFs {
 /// One line of `/proc/self/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The mount id (first field). Unique among the mounts present at one time, but the kernel
+    /// reuses freed ids (lowest free first), just as it reuses anonymous device numbers.
+    pub mount_id: u64,
     /// `major:minor`.
     pub dev: String,
     /// Mount point, unescaped.
@@ -27,7 +30,8 @@ pub struct MountEntry {
     pub fstype: String,
 }
 
-/// Parses `/proc/self/mountinfo` text; malformed lines are skipped.
+/// Parses `/proc/self/mountinfo` text; malformed lines (including a mount id that is not a
+/// number) are skipped.
 pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
@@ -35,6 +39,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let f: Vec<&str> = left.split(' ').collect();
             let fstype = right.split(' ').next()?;
             Some(MountEntry {
+                mount_id: f.first()?.parse().ok()?,
                 dev: (*f.get(2)?).to_owned(),
                 mount: PathBuf::from(unescape(f.get(4)?)),
                 fstype: fstype.to_owned(),
@@ -115,12 +120,15 @@ mod tests {
 40 22 0:40 / /mnt/with\\040space rw - tmpfs tmpfs rw
 41 22 0:41 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw
 bogus line
+x 22 0:42 / /mnt/badid rw - tmpfs tmpfs rw
 ";
 
     #[test]
     fn discovers_one_per_superblock_and_only_exec_types() {
         let e = parse_mountinfo(SAMPLE);
         assert_eq!(e.len(), 6);
+        let ids: Vec<u64> = e.iter().map(|m| m.mount_id).collect();
+        assert_eq!(ids, [22, 23, 30, 31, 40, 41]);
         let types: Vec<String> = ["ext4", "tmpfs", "xfs"].map(String::from).to_vec();
         let d = discover(&e, &types);
         let mounts: Vec<_> = d.iter().map(|w| w.mount.to_str().expect("utf8")).collect();

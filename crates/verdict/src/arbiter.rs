@@ -10,7 +10,7 @@
 
 use crate::cache::{Cache, Cached};
 use crate::engine::{evaluate, fallback, Verdict};
-use crate::file::{sha256_hex, FileKey};
+use crate::file::{sha256_hex_while, FileKey};
 pub use crate::held::{Content, Held, Marks, ProcessInfo, Sink};
 use crate::rules::RuleSet;
 use crate::stats::{Stats, StatsSnapshot};
@@ -39,6 +39,22 @@ pub struct Options {
     pub self_pid: i32,
     /// Place kernel ignore marks after clean allows.
     pub kernel_cache: bool,
+    /// Holds beyond this many are answered at once with the fallback (each pins an fd).
+    pub max_pending: usize,
+    /// Files larger than this are not hashed; the fallback applies.
+    pub max_hash_bytes: u64,
+}
+
+/// A file whose ctime is this close to "now" may still change within the same timestamp tick
+/// without changing its key (coarse clocks, 2 s FAT times), so an allow for it is neither cached
+/// nor marked — git's "racy timestamp" rule.
+pub const RACY_NS: i128 = 2_000_000_000;
+
+fn wall_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 struct PolicyState {
@@ -199,12 +215,23 @@ impl<H: Held> Arbiter<H> {
             return;
         }
         Stats::inc(&inner.stats.cache_misses);
+        if key.size > inner.opts.max_hash_bytes {
+            let msg = format!(
+                "file of {} bytes is over the hashing limit of {} bytes",
+                key.size, inner.opts.max_hash_bytes
+            );
+            return inner.fallback_answer(held, Reason::Error, Some(msg));
+        }
         let (content, path) = match held.content() {
             Ok(c) => (c, held.path()),
             Err(e) => return inner.fail(held, &e),
         };
         let leader = {
             let mut h = lock(&inner.holds);
+            if h.pending.len() >= inner.opts.max_pending {
+                drop(h);
+                return inner.fallback_answer(held, Reason::Overload, None);
+            }
             let id = h.next_id;
             h.next_id += 1;
             let deadline = Instant::now() + inner.opts.deadline;
@@ -280,7 +307,7 @@ impl<H: Held> Arbiter<H> {
             h.pending.drain().map(|(_, p)| p).collect()
         };
         for p in left {
-            self.inner.deadline_answer(p);
+            self.inner.fallback_answer(p.held, Reason::Shutdown, None);
         }
         let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
@@ -332,18 +359,35 @@ impl<H: Held> Inner<H> {
         }
     }
 
-    /// Answers a hold that could not be examined.
-    fn fail(&self, held: H, err: &io::Error) {
-        Stats::inc(&self.stats.errors);
+    /// Answers a hold with the mode's fallback, counted by reason, with an event.
+    fn fallback_answer(&self, held: H, reason: Reason, error: Option<String>) {
+        match reason {
+            Reason::Error => Stats::inc(&self.stats.errors),
+            Reason::Deadline => Stats::inc(&self.stats.deadline_fallbacks),
+            Reason::Overload => Stats::inc(&self.stats.overloaded),
+            _ => {}
+        }
         let mode = lock(&self.policy).mode;
-        let verdict = fallback(mode, Reason::Error);
+        let verdict = fallback(mode, reason);
         let path = held.path();
-        tracing::warn!(pid = held.pid(), ?path, "cannot examine exec: {err}");
+        tracing::warn!(
+            pid = held.pid(),
+            ?path,
+            ?reason,
+            ?error,
+            "fallback: {:?}",
+            verdict.decision
+        );
         let mut ev = self.event(&held, verdict, None, false, mode, path);
-        ev.error = Some(err.to_string());
+        ev.error = error;
         self.count(&verdict);
         self.answer_raw(held, verdict.decision);
         self.sink.emit(ev);
+    }
+
+    /// Answers a hold that could not be examined.
+    fn fail(&self, held: H, err: &io::Error) {
+        self.fallback_answer(held, Reason::Error, Some(err.to_string()));
     }
 
     fn count(&self, v: &Verdict) {
@@ -406,6 +450,9 @@ impl<H: Held> Inner<H> {
             let p = lock(&self.policy);
             if p.generation == generation {
                 match held.ignore() {
+                    // A write between our key check and the mark would not clear the mark (it
+                    // did not exist yet): check the key again now that it does.
+                    Ok(()) if held.key().ok() != Some(key) => held.unignore(),
                     Ok(()) => {
                         self.stats.ignore_marks.fetch_add(1, Ordering::Relaxed);
                     }
@@ -431,7 +478,29 @@ impl<H: Held> Inner<H> {
             mut content,
             path,
         } = job;
-        let hashed = sha256_hex(&mut content);
+        let racy = key.ctime_ns >= wall_ns() - RACY_NS;
+        // Give up as soon as nobody waits for this hash any more (all answered by the deadline),
+        // so huge files cannot keep the pool busy for nothing. Checked under the holds lock,
+        // which also retires the in-flight entry so a later exec starts a fresh job.
+        let mut keep_going = || {
+            let mut h = lock(&self.holds);
+            let waiting = h
+                .inflight
+                .get(&key)
+                .is_some_and(|ids| ids.iter().any(|id| h.pending.contains_key(id)));
+            if !waiting {
+                h.inflight.remove(&key);
+            }
+            waiting
+        };
+        let hashed = match sha256_hex_while(&mut content, &mut keep_going) {
+            Ok(None) => {
+                Stats::inc(&self.stats.abandoned);
+                return;
+            }
+            Ok(Some(sha)) => Ok(sha),
+            Err(e) => Err(e),
+        };
         Stats::inc(&self.stats.hashed);
         let stable = content.key().ok() == Some(key);
         // Close our handle before answering: once the exec is answered nothing of ours may keep
@@ -454,7 +523,11 @@ impl<H: Held> Inner<H> {
             }
         };
         let verdict = evaluate(&rules, mode, Some(&sha), job.path.as_deref());
-        if stable {
+        // A deny may be cached for a racy file (the worst case is a stale deny for the deny TTL);
+        // an allow may not (see RACY_NS).
+        let allows = verdict.decision == Decision::Allow && !verdict.would_deny;
+        let cacheable = stable && !(racy && allows);
+        if cacheable {
             let p = lock(&self.policy);
             if p.generation == generation {
                 lock(&self.cache).insert(
@@ -479,9 +552,10 @@ impl<H: Held> Inner<H> {
             } else {
                 verdict
             };
-            // A file changed while being read was judged on what was read, but gets no mark.
+            // A file changed while being read (or changed too recently to tell) was judged on
+            // what was read, but gets no mark.
             let v = Verdict {
-                path_dependent: v.path_dependent || !stable,
+                path_dependent: v.path_dependent || !cacheable,
                 ..v
             };
             self.first_sight(p.key, p.held.pid());
@@ -497,23 +571,6 @@ impl<H: Held> Inner<H> {
                 true,
             );
         }
-    }
-
-    fn deadline_answer(&self, p: Pending<H>) {
-        Stats::inc(&self.stats.deadline_fallbacks);
-        let mode = lock(&self.policy).mode;
-        let v = fallback(mode, Reason::Deadline);
-        let path = p.held.path();
-        tracing::warn!(
-            pid = p.held.pid(),
-            ?path,
-            "verdict not ready by the deadline; {:?}",
-            v.decision
-        );
-        let ev = self.event(&p.held, v, None, false, mode, path);
-        self.count(&v);
-        self.answer_raw(p.held, v.decision);
-        self.sink.emit(ev);
     }
 
     fn deadline_loop(&self) {
@@ -536,7 +593,7 @@ impl<H: Held> Inner<H> {
             if !expired.is_empty() {
                 drop(h);
                 for p in expired {
-                    self.deadline_answer(p);
+                    self.fallback_answer(p.held, Reason::Deadline, None);
                 }
                 h = lock(&self.holds);
                 continue;

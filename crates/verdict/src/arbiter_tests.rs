@@ -1,9 +1,10 @@
 //! Arbiter logic with a fake kernel: every hold answered once, dedup, deadlines, invalidation.
 
 use super::*;
+use crate::file::sha256_hex;
 use crate::rules::{Policy, Rule, Target};
 use std::io::Read;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 #[derive(Default)]
 struct Kernel {
@@ -47,6 +48,8 @@ impl Content for Slow {
 struct Fake {
     pid: i32,
     key: FileKey,
+    /// After `ignore`, report a changed key (a write raced the mark).
+    change_on_ignore: Arc<AtomicBool>,
     data: Vec<u8>,
     delay: Duration,
     path: String,
@@ -61,6 +64,13 @@ impl Held for Fake {
     fn key(&self) -> io::Result<FileKey> {
         if self.key.ino == 0 {
             return Err(io::Error::other("stat failed"));
+        }
+        if self.change_on_ignore.load(Ordering::SeqCst) && self.k.ignores.load(Ordering::SeqCst) > 0
+        {
+            return Ok(FileKey {
+                size: self.key.size + 1,
+                ..self.key
+            });
         }
         Ok(self.key)
     }
@@ -84,6 +94,9 @@ impl Held for Fake {
     fn ignore(&self) -> io::Result<()> {
         self.k.ignores.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+    fn unignore(&self) {
+        self.k.ignores.fetch_sub(1, Ordering::SeqCst);
     }
     fn answer(mut self, d: Decision) -> io::Result<()> {
         self.answered = true;
@@ -116,15 +129,29 @@ fn sha_of(data: &[u8]) -> String {
 }
 
 fn arbiter(k: &Arc<Kernel>, mode: Mode, rules: Vec<Rule>, deadline_ms: u64) -> Arbiter<Fake> {
+    arbiter_with(k, mode, rules, deadline_ms, |_| {})
+}
+
+fn arbiter_with(
+    k: &Arc<Kernel>,
+    mode: Mode,
+    rules: Vec<Rule>,
+    deadline_ms: u64,
+    tune: impl FnOnce(&mut Options),
+) -> Arbiter<Fake> {
+    let mut opts = Options {
+        deadline: Duration::from_millis(deadline_ms),
+        workers: 2,
+        deny_ttl: Duration::from_millis(1500),
+        cache_entries: 100,
+        self_pid: 999,
+        kernel_cache: true,
+        max_pending: 100,
+        max_hash_bytes: 1 << 30,
+    };
+    tune(&mut opts);
     Arbiter::new(
-        Options {
-            deadline: Duration::from_millis(deadline_ms),
-            workers: 2,
-            deny_ttl: Duration::from_millis(1500),
-            cache_entries: 100,
-            self_pid: 999,
-            kernel_cache: true,
-        },
+        opts,
         mode,
         RuleSet::new(rules).expect("rules"),
         k.clone(),
@@ -153,6 +180,7 @@ impl Kernel {
             path: format!("/t/{ino}"),
             k: self.clone(),
             answered: false,
+            change_on_ignore: Arc::new(AtomicBool::new(false)),
         }
     }
     fn wait_answers(&self, n: usize) -> Vec<(i32, Decision)> {
@@ -308,4 +336,168 @@ fn shutdown_answers_everything_pending() {
     let got = k.wait_answers(4);
     assert!(got.iter().all(|&(_, d)| d == Decision::Deny));
     assert_eq!(a.stats().pending, 0);
+}
+
+/// Content that yields `chunks` MiB of zeros, one MiB per read, sleeping between reads.
+struct Trickle {
+    left: usize,
+    key: FileKey,
+}
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(4));
+        self.left -= 1;
+        let n = buf.len().min(1 << 20);
+        buf[..n].fill(0);
+        Ok(n)
+    }
+}
+impl Content for Trickle {
+    fn key(&self) -> io::Result<FileKey> {
+        Ok(self.key)
+    }
+}
+
+/// A hold whose content trickles, for abandonment.
+struct TrickleHeld(Fake, usize);
+impl Held for TrickleHeld {
+    fn pid(&self) -> i32 {
+        self.0.pid()
+    }
+    fn key(&self) -> io::Result<FileKey> {
+        self.0.key()
+    }
+    fn path(&self) -> Option<String> {
+        self.0.path()
+    }
+    fn content(&self) -> io::Result<Box<dyn Content>> {
+        Ok(Box::new(Trickle {
+            left: self.1,
+            key: self.0.key,
+        }))
+    }
+    fn process(&self) -> ProcessInfo {
+        self.0.process()
+    }
+    fn ignore(&self) -> io::Result<()> {
+        self.0.ignore()
+    }
+    fn unignore(&self) {
+        self.0.unignore()
+    }
+    fn answer(self, d: Decision) -> io::Result<()> {
+        self.0.answer(d)
+    }
+}
+
+#[test]
+fn racy_allow_is_neither_cached_nor_marked_but_a_racy_deny_is_cached() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Monitor, vec![block(1, b"bad")], 2000);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    let fresh = |pid, ino, data: &[u8]| {
+        let mut h = k.held(pid, ino, data, 0);
+        h.key.ctime_ns = now;
+        h
+    };
+    a.submit(fresh(1, 1, b"good"));
+    k.wait_answers(1);
+    a.submit(fresh(2, 1, b"good"));
+    k.wait_answers(2);
+    assert_eq!(
+        k.ignores.load(Ordering::SeqCst),
+        0,
+        "no mark for a racy allow"
+    );
+    assert_eq!(a.stats().hashed, 2, "a racy allow is hashed every time");
+    a.submit(fresh(3, 2, b"bad"));
+    k.wait_answers(3);
+    a.submit(fresh(4, 2, b"bad"));
+    assert_eq!(k.wait_answers(4)[3], (4, Decision::Deny));
+    assert_eq!(a.stats().cache_hits, 1, "a racy deny is cached");
+}
+
+#[test]
+fn a_write_racing_the_mark_removes_it() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Monitor, vec![], 2000);
+    let h = k.held(1, 1, b"x", 0);
+    h.change_on_ignore.store(true, Ordering::SeqCst);
+    a.submit(h);
+    assert_eq!(k.wait_answers(1), vec![(1, Decision::Allow)]);
+    assert_eq!(
+        k.ignores.load(Ordering::SeqCst),
+        0,
+        "mark placed and removed"
+    );
+    assert_eq!(a.stats().ignore_marks, 0);
+}
+
+#[test]
+fn holds_beyond_the_cap_get_the_fallback_at_once() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter_with(&k, Mode::Lockdown, vec![], 5000, |o| o.max_pending = 2);
+    a.submit(k.held(1, 1, b"a", 300));
+    a.submit(k.held(2, 2, b"b", 300));
+    a.submit(k.held(3, 3, b"c", 300));
+    assert_eq!(
+        k.wait_answers(1),
+        vec![(3, Decision::Deny)],
+        "third answered first"
+    );
+    assert_eq!(a.stats().overloaded, 1);
+    assert_eq!(lock(&k.events)[0].reason, Reason::Overload);
+    k.wait_answers(3);
+}
+
+#[test]
+fn files_over_the_hash_limit_get_the_fallback_without_hashing() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter_with(&k, Mode::Monitor, vec![], 5000, |o| o.max_hash_bytes = 2);
+    a.submit(k.held(1, 1, b"abc", 0));
+    assert_eq!(k.wait_answers(1), vec![(1, Decision::Allow)]);
+    assert_eq!((a.stats().hashed, a.stats().errors), (0, 1));
+    let e = lock(&k.events)[0].clone();
+    assert_eq!(e.reason, Reason::Error);
+    assert!(e.error.unwrap().contains("hashing limit"));
+}
+
+#[test]
+fn a_hash_nobody_waits_for_is_abandoned() {
+    let k = Arc::new(Kernel::default());
+    let a: Arbiter<TrickleHeld> = Arbiter::new(
+        Options {
+            deadline: Duration::from_millis(30),
+            workers: 1,
+            deny_ttl: Duration::from_millis(1500),
+            cache_entries: 100,
+            self_pid: 999,
+            kernel_cache: true,
+            max_pending: 100,
+            max_hash_bytes: u64::MAX,
+        },
+        Mode::Monitor,
+        RuleSet::default(),
+        k.clone(),
+        k.clone(),
+    )
+    .expect("arbiter");
+    // 2 GiB at 1 MiB per 4 ms would take 8 s; the deadline answers after 30 ms.
+    a.submit(TrickleHeld(k.held(1, 1, b"", 0), 2048));
+    k.wait_answers(1);
+    let t0 = Instant::now();
+    while a.stats().abandoned == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "hash was not abandoned"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(a.stats().hashed, 0);
 }

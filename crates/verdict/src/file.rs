@@ -36,21 +36,43 @@ impl FileKey {
 
 /// Streams `r` through SHA-256 (SHA-NI when the CPU has it) and returns lower-case hex.
 pub fn sha256_hex(r: &mut dyn Read) -> io::Result<String> {
+    sha256_hex_while(r, &mut || true)?.ok_or_else(|| io::Error::other("hash abandoned"))
+}
+
+/// Bytes hashed between two calls of the `keep_going` check of [`sha256_hex_while`].
+pub const CHECK_EVERY: u64 = 8 << 20;
+
+/// Like [`sha256_hex`], but asks `keep_going` every [`CHECK_EVERY`] bytes and returns `None`
+/// as soon as it says no (nobody needs the result any more).
+pub fn sha256_hex_while(
+    r: &mut dyn Read,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> io::Result<Option<String>> {
     thread_local! {
         // One read buffer per hashing thread, not one allocation per file.
         static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
     }
     BUF.with_borrow_mut(|buf| {
         let mut h = Sha256::new();
+        let mut since_check = 0u64;
         loop {
             match r.read(buf) {
                 Ok(0) => break,
-                Ok(n) => h.update(&buf[..n]),
+                Ok(n) => {
+                    h.update(&buf[..n]);
+                    since_check += n as u64;
+                    if since_check >= CHECK_EVERY {
+                        since_check = 0;
+                        if !keep_going() {
+                            return Ok(None);
+                        }
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(hex::encode(h.finalize()))
+        Ok(Some(hex::encode(h.finalize())))
     })
 }
 

@@ -42,6 +42,8 @@ pub trait Held: Send + 'static {
     fn process(&self) -> ProcessInfo;
     /// Tells the kernel to stop reporting execs of this inode until it is modified.
     fn ignore(&self) -> io::Result<()>;
+    /// Removes that mark again (when the file turned out to change while it was placed).
+    fn unignore(&self);
     /// Answers the kernel.
     fn answer(self, decision: Decision) -> io::Result<()>;
 }

@@ -16,6 +16,8 @@ pub struct Stats {
     pub(crate) deadline_fallbacks: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) self_allowed: AtomicU64,
+    pub(crate) overloaded: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -41,6 +43,10 @@ pub struct StatsSnapshot {
     pub errors: u64,
     /// The agent's own accesses, allowed without evaluation.
     pub self_allowed: u64,
+    /// Holds answered at once with the fallback because too many were pending.
+    pub overloaded: u64,
+    /// Hashes given up because every exec waiting for them had already been answered.
+    pub abandoned: u64,
     /// Execs held right now.
     pub pending: u64,
 }
@@ -63,6 +69,8 @@ impl Stats {
             deadline_fallbacks: self.deadline_fallbacks.load(Relaxed),
             errors: self.errors.load(Relaxed),
             self_allowed: self.self_allowed.load(Relaxed),
+            overloaded: self.overloaded.load(Relaxed),
+            abandoned: self.abandoned.load(Relaxed),
             pending,
         }
     }

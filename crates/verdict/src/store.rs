@@ -51,6 +51,12 @@ pub enum StoreError {
         /// The id asked for.
         id: u64,
     },
+    /// The caller's check refused the rule set the change would produce; nothing was written.
+    #[error("{reason}")]
+    Refused {
+        /// Why, as the check said.
+        reason: String,
+    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -178,6 +184,17 @@ impl RuleStore {
 
     /// Validates and adds a rule; returns it and the new set. On error nothing changes.
     pub fn add(&self, rule: NewRule) -> Result<(Rule, RuleSet), StoreError> {
+        self.add_checked(rule, |_| Ok(()))
+    }
+
+    /// Like [`add`](Self::add), but first runs `check` on the rule set the change would
+    /// produce, under the file lock. If it returns `Err(reason)`, nothing is written and the
+    /// result is [`StoreError::Refused`].
+    pub fn add_checked(
+        &self,
+        rule: NewRule,
+        check: impl FnOnce(&RuleSet) -> Result<(), String>,
+    ) -> Result<(Rule, RuleSet), StoreError> {
         let rule = rule.validated()?;
         let _lock = self.lock()?;
         let mut file = self.read_file()?;
@@ -202,12 +219,24 @@ impl RuleStore {
         file.next_id += 1;
         file.rules.push(new.clone());
         let set = RuleSet::new(file.rules.clone())?;
+        check(&set).map_err(|reason| StoreError::Refused { reason })?;
         self.write_file(&file)?;
         Ok((new, set))
     }
 
     /// Removes a rule by id; returns it and the new set.
     pub fn remove(&self, id: u64) -> Result<(Rule, RuleSet), StoreError> {
+        self.remove_checked(id, |_| Ok(()))
+    }
+
+    /// Like [`remove`](Self::remove), but first runs `check` on the rule set the change would
+    /// produce, under the file lock. If it returns `Err(reason)`, nothing is written and the
+    /// result is [`StoreError::Refused`].
+    pub fn remove_checked(
+        &self,
+        id: u64,
+        check: impl FnOnce(&RuleSet) -> Result<(), String>,
+    ) -> Result<(Rule, RuleSet), StoreError> {
         let _lock = self.lock()?;
         let mut file = self.read_file()?;
         let pos = file
@@ -220,6 +249,7 @@ impl RuleStore {
             path: self.path(),
             source,
         })?;
+        check(&set).map_err(|reason| StoreError::Refused { reason })?;
         self.write_file(&file)?;
         Ok((removed, set))
     }
@@ -292,6 +322,51 @@ mod tests {
             Err(StoreError::NotFound { id: 9 })
         ));
         assert_eq!(fs::read(store.path()).expect("read"), before);
+    }
+
+    #[test]
+    fn refused_checks_leave_file_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RuleStore::new(dir.path());
+        let (kept, _) = store
+            .add(new_rule(Target::Sha256("c".repeat(64)), Policy::Allow))
+            .expect("add");
+        let before = fs::read(store.path()).expect("read");
+
+        // The check sees the set as it would be after the change.
+        let mut seen = 0;
+        let e = store
+            .add_checked(
+                new_rule(Target::Path("/usr/bin/*".into()), Policy::Block),
+                |set| {
+                    seen = set.rules().len();
+                    Err("refusing: no".into())
+                },
+            )
+            .unwrap_err();
+        assert_eq!(seen, 2);
+        assert!(matches!(&e, StoreError::Refused { reason } if reason == "refusing: no"));
+        assert_eq!(e.to_string(), "refusing: no");
+        let e = store
+            .remove_checked(kept.id, |set| {
+                seen = set.rules().len();
+                Err("refusing: keep it".into())
+            })
+            .unwrap_err();
+        assert_eq!(seen, 0);
+        assert_eq!(e.to_string(), "refusing: keep it");
+        assert_eq!(fs::read(store.path()).expect("read"), before);
+        // A refused add does not use up an id.
+        let (r, _) = store
+            .add_checked(new_rule(Target::Path("/x".into()), Policy::Allow), |_| {
+                Ok(())
+            })
+            .expect("add");
+        assert_eq!(r.id, 2);
+        let (removed, set) = store.remove_checked(kept.id, |_| Ok(())).expect("remove");
+        assert_eq!(removed.id, kept.id);
+        assert_eq!(set.rules().len(), 1);
+        assert_eq!(store.load().expect("load").rules().len(), 1);
     }
 
     #[test]

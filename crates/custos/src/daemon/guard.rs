@@ -57,22 +57,62 @@ pub fn lockdown_blockers(
         .collect()
 }
 
-/// `Err` with an explanation when entering lockdown now would deny an essential program.
-pub fn check_lockdown(rules: &RuleSet, watched: &[PathBuf]) -> Result<(), String> {
-    let devs: HashSet<u64> = watched
+/// Devices of the watched mount points.
+fn watched_devs(watched: &[PathBuf]) -> HashSet<u64> {
+    watched
         .iter()
         .filter_map(|m| std::fs::metadata(m).ok().map(|md| md.dev()))
-        .collect();
-    let blockers = lockdown_blockers(rules, &devs, &essentials());
+        .collect()
+}
+
+fn listed(paths: &[PathBuf]) -> String {
+    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    list.join(", ")
+}
+
+/// `Err` with an explanation when entering lockdown now would deny an essential program.
+pub fn check_lockdown(rules: &RuleSet, watched: &[PathBuf]) -> Result<(), String> {
+    let blockers = lockdown_blockers(rules, &watched_devs(watched), &essentials());
     if blockers.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = blockers.iter().map(|p| p.display().to_string()).collect();
     Err(format!(
         "refusing lockdown: it would deny {} on a watched filesystem, and with it every program \
          (and custos's own CLI). Add allow rules for them first (custos rule add --file PATH --allow), \
          or watch only the filesystems that need lockdown ([exec] watch)",
-        list.join(", ")
+        listed(&blockers)
+    ))
+}
+
+/// The essential files that lockdown would deny under `new` but not under `old`.
+pub fn new_blockers(
+    old: &RuleSet,
+    new: &RuleSet,
+    watched_devs: &HashSet<u64>,
+    files: &[Essential],
+) -> Vec<PathBuf> {
+    let before: HashSet<PathBuf> = lockdown_blockers(old, watched_devs, files)
+        .into_iter()
+        .collect();
+    lockdown_blockers(new, watched_devs, files)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect()
+}
+
+/// For a rule change while in lockdown: `Err` with an explanation when replacing `old` by `new`
+/// would deny an essential program that `old` allows. A change that leaves an existing blocker
+/// in place is not refused, so the admin can still add the rules that fix it.
+pub fn check_rule_change(old: &RuleSet, new: &RuleSet, watched: &[PathBuf]) -> Result<(), String> {
+    let blockers = new_blockers(old, new, &watched_devs(watched), &essentials());
+    if blockers.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing rule change in lockdown: it would deny {} on a watched filesystem, and with it \
+         every program (and custos's own CLI). Leave lockdown first (custos mode monitor), or keep \
+         another allow rule that covers them",
+        listed(&blockers)
     ))
 }
 
@@ -139,6 +179,46 @@ mod tests {
         ])
         .expect("rules");
         assert!(lockdown_blockers(&rules, &HashSet::from([1]), &files).is_empty());
+    }
+
+    #[test]
+    fn rule_changes_are_refused_only_for_new_blockers() {
+        let files = [ess("/usr/bin/dash", 1, 'a'), ess("/usr/lib/ld.so", 1, 'b')];
+        let devs = HashSet::from([1]);
+        let both = RuleSet::new(vec![
+            allow(1, Target::Sha256("a".repeat(64))),
+            allow(2, Target::Sha256("b".repeat(64))),
+        ])
+        .expect("rules");
+        let only_a = RuleSet::new(vec![allow(1, Target::Sha256("a".repeat(64)))]).expect("rules");
+        // Removing the allow for ld.so makes it a blocker.
+        assert_eq!(
+            new_blockers(&both, &only_a, &devs, &files),
+            vec![PathBuf::from("/usr/lib/ld.so")]
+        );
+        // Adding it back (or anything else) while ld.so is already denied is not refused.
+        assert!(new_blockers(&only_a, &both, &devs, &files).is_empty());
+        let none = RuleSet::default();
+        assert!(new_blockers(&none, &only_a, &devs, &files).is_empty());
+        // A block rule for dash on top of its allow: hash allow beats a path block.
+        let mut rules = both.rules().to_vec();
+        rules.push(Rule {
+            policy: Policy::Block,
+            ..allow(3, Target::Path("/usr/bin/*".into()))
+        });
+        let blocked = RuleSet::new(rules).expect("rules");
+        assert!(new_blockers(&both, &blocked, &devs, &files).is_empty());
+        // ... but turning dash's hash allow into a block is refused, unless dash is unwatched.
+        let blocked = RuleSet::new(vec![Rule {
+            policy: Policy::Block,
+            ..allow(1, Target::Sha256("a".repeat(64)))
+        }])
+        .expect("rules");
+        assert_eq!(
+            new_blockers(&only_a, &blocked, &devs, &files),
+            vec![PathBuf::from("/usr/bin/dash")]
+        );
+        assert!(new_blockers(&only_a, &blocked, &HashSet::from([2]), &files).is_empty());
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Control requests against the running agent.
 
+use super::guard;
 use super::output::Output;
 use custos_config::Config;
 use custos_control::{EvaluateReply, Handler, Reply, Request, StatusReply};
 use custos_event::Mode;
 use custos_sensor_fanotify::{follow, Group, HeldExec, WatchedFs};
 use custos_verdict::{evaluate, Arbiter, RuleSet, RuleStore, Target};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -19,7 +21,8 @@ pub struct Daemon {
     pub started: Instant,
     pub output: Arc<Output>,
     pub group: Arc<Group>,
-    /// Serialises rule changes so the rule set applied is always the one last stored.
+    /// Serialises rule and mode changes: the rule set applied is always the one last stored,
+    /// and the lockdown guard always judges the rules and mode that will be in force.
     pub rule_lock: Mutex<()>,
 }
 
@@ -54,6 +57,23 @@ impl Daemon {
             .clone()
     }
 
+    fn watched_mounts(&self) -> Vec<PathBuf> {
+        self.watched_now().into_iter().map(|w| w.mount).collect()
+    }
+
+    /// The check for a rule change: none outside lockdown; in lockdown, the change must not
+    /// make lockdown deny an essential program ([`guard::check_rule_change`]). Called under
+    /// `rule_lock`, so the mode cannot change before the new rules are applied.
+    fn rule_change_check(&self) -> impl FnOnce(&RuleSet) -> Result<(), String> + '_ {
+        let lockdown = self.arbiter.mode() == Mode::Lockdown;
+        move |new| {
+            if !lockdown {
+                return Ok(());
+            }
+            guard::check_rule_change(&self.arbiter.rules(), new, &self.watched_mounts())
+        }
+    }
+
     fn status(&self) -> StatusReply {
         StatusReply {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -84,7 +104,7 @@ impl Handler for Daemon {
             Request::RuleList {} => Reply::ok(self.arbiter.rules().rules()),
             Request::RuleAdd { rule } => {
                 let _g = self.rule_lock.lock().unwrap_or_else(|p| p.into_inner());
-                match self.store.add(rule) {
+                match self.store.add_checked(rule, self.rule_change_check()) {
                     Ok((rule, set)) => {
                         self.arbiter.set_rules(set);
                         tracing::info!(id = rule.id, target = %rule.target, policy = ?rule.policy, "rule added");
@@ -95,7 +115,7 @@ impl Handler for Daemon {
             }
             Request::RuleRemove { id } => {
                 let _g = self.rule_lock.lock().unwrap_or_else(|p| p.into_inner());
-                match self.store.remove(id) {
+                match self.store.remove_checked(id, self.rule_change_check()) {
                     Ok((rule, set)) => {
                         self.arbiter.set_rules(set);
                         tracing::info!(id, "rule removed");
@@ -108,9 +128,13 @@ impl Handler for Daemon {
                 Reply::ok(serde_json::json!({ "mode": self.arbiter.mode() }))
             }
             Request::Mode { set: Some(m) } => {
+                // Under the rule lock: a rule change cannot slip in between the guard's check
+                // and the switch.
+                let _g = self.rule_lock.lock().unwrap_or_else(|p| p.into_inner());
                 if m == Mode::Lockdown && self.arbiter.mode() != Mode::Lockdown {
-                    let mounts: Vec<_> = self.watched_now().into_iter().map(|w| w.mount).collect();
-                    if let Err(e) = super::guard::check_lockdown(&self.arbiter.rules(), &mounts) {
+                    if let Err(e) =
+                        guard::check_lockdown(&self.arbiter.rules(), &self.watched_mounts())
+                    {
                         return Reply::err(e);
                     }
                 }

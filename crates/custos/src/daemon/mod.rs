@@ -46,6 +46,7 @@ fn serve(
         signal_hook::low_level::pipe::register(sig, stop_tx.try_clone()?)
             .context("cannot install signal handler")?;
     }
+    let max_pending = raise_fd_limit();
     let output = output::Output::open(&cfg.events)?;
     let group = Group::new()?;
     let entries = mounts::read_mountinfo().context("cannot read /proc/self/mountinfo")?;
@@ -70,6 +71,8 @@ fn serve(
             cache_entries: cfg.exec.cache_entries,
             self_pid: std::process::id() as i32,
             kernel_cache: cfg.exec.kernel_cache,
+            max_pending,
+            max_hash_bytes: cfg.exec.max_hash_mb << 20,
         },
         mode,
         rules,
@@ -107,4 +110,20 @@ fn serve(
     output.close(Duration::from_secs(3));
     run.context("exec sensor failed")?;
     Ok(())
+}
+
+/// Every held exec pins an event fd until it is answered. Raises the soft fd limit to the hard
+/// one and returns how many holds may be pending: half the limit, so the kernel can always open
+/// the next event's fd (if it cannot, it denies that exec and the read fails).
+fn raise_fd_limit() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    let soft = if hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    usize::try_from(soft / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(64, 65_536)
 }

@@ -375,3 +375,21 @@ impl Sandbox {
         }
     }
 }
+
+/// Waits until files written before now are no longer "racy" (ctime within 2 s of now): custos
+/// does not cache or mark an allow for a file that may still change within its timestamp tick.
+pub fn settle() {
+    std::thread::sleep(Duration::from_millis(2100));
+}
+
+impl Sandbox {
+    /// Waits (up to 5 s) until `custos status` lists `mount` as watched.
+    pub fn wait_watched(&self, mount: &Path) {
+        let m = mount.to_str().expect("utf8").to_owned();
+        let t0 = Instant::now();
+        while !self.watched_mounts().contains(&m) {
+            assert!(t0.elapsed() < Duration::from_secs(5), "{m} not watched");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
