@@ -105,6 +105,8 @@ pub struct StatusReply {
     pub unmarked_on_write: u64,
     /// fanotify events that could not be handled (overflow, version mismatch).
     pub bad_events: u64,
+    /// Event reads that failed because the kernel could not open an event fd (it denied those).
+    pub read_errors: u64,
 }
 
 /// `evaluate` payload.

@@ -82,8 +82,16 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
     );
     println!("deadline fallbacks: {}", e.deadline_fallbacks);
     println!(
-        "errors:             {} ({} unhandled fanotify events)",
-        e.errors, s.bad_events
+        "overload fallbacks: {} (too many held at once)",
+        e.overloaded
+    );
+    println!(
+        "hashes abandoned:   {} (nobody waiting any more)",
+        e.abandoned
+    );
+    println!(
+        "errors:             {} ({} unhandled fanotify events, {} failed event reads)",
+        e.errors, s.bad_events, s.read_errors
     );
     println!("pending now:        {}", e.pending);
     println!(

@@ -93,6 +93,7 @@ impl Daemon {
             kernel_cache: self.cfg.exec.kernel_cache,
             unmarked_on_write: self.group.stats().unmarked_on_write.load(Relaxed),
             bad_events: self.group.stats().bad_events.load(Relaxed),
+            read_errors: self.group.stats().read_errors.load(Relaxed),
         }
     }
 }
