@@ -183,6 +183,9 @@ cp /bin/true "$MNT/true"
 cp /bin/true "$TWIN/true"
 cp /bin/true "$TMP/true.src"
 cp /bin/true "$MNT/fresh"
+# custos does not cache or mark an allow for a file whose ctime is under 2 s old (racy
+# timestamps), so let the warm-scenario files age before anything is timed.
+sleep 2.1
 # "Fresh copy": a new inode under the same name before each timed exec (cp + rename).
 PREPARE="sh -c 'cp $TMP/true.src $MNT/fresh.tmp && mv -f $MNT/fresh.tmp $MNT/fresh'"
 
