@@ -174,8 +174,8 @@ impl Config {
         if self.exec.workers > 256 {
             return Err(bad("exec.workers", "must be at most 256"));
         }
-        if self.exec.max_hash_mb == 0 {
-            return Err(bad("exec.max_hash_mb", "must be at least 1"));
+        if !(1..=1 << 20).contains(&self.exec.max_hash_mb) {
+            return Err(bad("exec.max_hash_mb", "must be between 1 and 1048576"));
         }
         if self.exec.cache_entries == 0 {
             return Err(bad("exec.cache_entries", "must be at least 1"));

@@ -267,8 +267,18 @@ fn in_lockdown_a_rule_change_that_would_deny_custos_itself_is_refused() {
     sb.ok(&["rule", "add", "--path", agent_s, "--block"]);
     assert_eq!(sb.ok(&["mode"]).trim(), "lockdown");
 
-    // Outside lockdown the same removal is the admin's call.
+    // In monitor the path block would then deny custos: removing the allow is refused there too.
     sb.ok(&["mode", "monitor"]);
+    let o = sb.cli(&["rule", "remove", &id]);
+    assert!(!o.status.success());
+    assert!(
+        stderr_of(&o).contains("refusing rule change in monitor"),
+        "{}",
+        stderr_of(&o)
+    );
+    // Without the block rule (id + 1), the allow can go: monitor allows unknown programs.
+    let block_id = (id.parse::<u64>().unwrap() + 1).to_string();
+    sb.ok(&["rule", "remove", &block_id]);
     sb.ok(&["rule", "remove", &id]);
 }
 

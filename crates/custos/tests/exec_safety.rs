@@ -195,11 +195,13 @@ fn exec_storm_with_rule_and_mode_changes_never_hangs() {
         sb.ok(&["rule", "add", "--file", p.to_str().unwrap(), "--block"]);
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churned = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // Churn: flip modes and add/remove a rule while the storm runs.
     let churn = {
         let cfg = sb.config.clone();
         let stop = stop.clone();
         let extra = progs[1].clone();
+        let churned = churned.clone();
         std::thread::spawn(move || {
             let cli = |args: &[&str]| {
                 std::process::Command::new(BIN)
@@ -223,6 +225,7 @@ fn exec_storm_with_rule_and_mode_changes_never_hangs() {
                     cli(&["rule", "remove", &id]);
                 }
                 n += 1;
+                churned.store(n, std::sync::atomic::Ordering::SeqCst);
             }
             n
         })
@@ -230,9 +233,15 @@ fn exec_storm_with_rule_and_mode_changes_never_hangs() {
     let workers: Vec<_> = (0..4)
         .map(|w| {
             let progs = progs.clone();
+            let churned = churned.clone();
             std::thread::spawn(move || {
                 let mut ran = 0u64;
-                for i in 0..150 {
+                // At least 150 execs each, and on until several changes have happened meanwhile.
+                let mut i = 0;
+                while (i < 150 || churned.load(std::sync::atomic::Ordering::SeqCst) < 5)
+                    && i < 20_000
+                {
+                    i += 1;
                     let p = &progs[(i * 7 + w) % progs.len()];
                     match run(p) {
                         Ok(st) => assert!(st.success()),
@@ -248,8 +257,8 @@ fn exec_storm_with_rule_and_mode_changes_never_hangs() {
     let total: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let churns = churn.join().unwrap();
-    assert_eq!(total, 600);
-    assert!(churns > 2, "changes happened during the storm ({churns})");
+    assert!(total >= 600);
+    assert!(churns >= 5, "changes happened during the storm ({churns})");
     assert!(t0.elapsed() < Duration::from_secs(120));
     let s = sb.status()["exec"].clone();
     assert_eq!(s["pending"], 0, "{s}");
@@ -262,7 +271,7 @@ fn exec_storm_with_rule_and_mode_changes_never_hangs() {
         s["cache_hits"].as_u64().unwrap() + s["cache_misses"].as_u64().unwrap(),
         "{s}"
     );
-    assert!(decided > 0 && decided <= 600, "{s}");
+    assert!(decided > 0 && decided <= total, "{s}");
 }
 
 #[test]

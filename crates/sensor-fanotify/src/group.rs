@@ -231,9 +231,10 @@ impl Group {
                 // that one exec itself, and the agent must keep reading, not die.
                 Err(e) if !matches!(e, Errno::EBADF | Errno::EINVAL | Errno::EFAULT) => {
                     self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        "reading a fanotify event failed (the kernel denied that exec): {e}"
-                    );
+                    // The lost event may have been a FAN_CLOSE_WRITE (dropped, not denied) that
+                    // should have removed an ignore mark: drop them all, to be safe.
+                    let _ = self.flush_ignores();
+                    tracing::error!("reading a fanotify event failed ({e}): a held exec was denied by the kernel or a write notice lost; ignore marks flushed");
                     if matches!(e, Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM) {
                         std::thread::sleep(std::time::Duration::from_millis(5));
                     }

@@ -39,7 +39,8 @@ pub struct Options {
     pub self_pid: i32,
     /// Place kernel ignore marks after clean allows.
     pub kernel_cache: bool,
-    /// Holds beyond this many are answered at once with the fallback (each pins an fd).
+    /// Holds plus in-flight hashes beyond this many are answered at once with the fallback
+    /// (each pins an fd).
     pub max_pending: usize,
     /// Files larger than this are not hashed; the fallback applies.
     pub max_hash_bytes: u64,
@@ -228,7 +229,8 @@ impl<H: Held> Arbiter<H> {
         };
         let leader = {
             let mut h = lock(&inner.holds);
-            if h.pending.len() >= inner.opts.max_pending {
+            // Each hold pins its event fd and each in-flight job a dup of one: bound both.
+            if h.pending.len() + h.inflight.len() >= inner.opts.max_pending {
                 drop(h);
                 return inner.fallback_answer(held, Reason::Overload, None);
             }
@@ -482,7 +484,14 @@ impl<H: Held> Inner<H> {
         // Give up as soon as nobody waits for this hash any more (all answered by the deadline),
         // so huge files cannot keep the pool busy for nothing. Checked under the holds lock,
         // which also retires the in-flight entry so a later exec starts a fresh job.
+        // A file slower to hash than the deadline still gets a cached result once, if it can be
+        // hashed within twice the deadline; past that, a hash nobody waits for is dropped.
+        let started = Instant::now();
+        let grace = self.opts.deadline * 2;
         let mut keep_going = || {
+            if started.elapsed() < grace {
+                return true;
+            }
             let mut h = lock(&self.holds);
             let waiting = h
                 .inflight

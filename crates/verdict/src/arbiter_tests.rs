@@ -442,7 +442,8 @@ fn a_write_racing_the_mark_removes_it() {
 #[test]
 fn holds_beyond_the_cap_get_the_fallback_at_once() {
     let k = Arc::new(Kernel::default());
-    let a = arbiter_with(&k, Mode::Lockdown, vec![], 5000, |o| o.max_pending = 2);
+    // Two distinct files held: 2 holds + 2 in-flight hashes reach a cap of 4.
+    let a = arbiter_with(&k, Mode::Lockdown, vec![], 5000, |o| o.max_pending = 4);
     a.submit(k.held(1, 1, b"a", 300));
     a.submit(k.held(2, 2, b"b", 300));
     a.submit(k.held(3, 3, b"c", 300));

@@ -26,14 +26,18 @@ pub struct Essential {
     pub sha256: String,
 }
 
-/// Resolves and hashes the essential files that exist here.
-pub fn essentials() -> Vec<Essential> {
+/// Resolves the essential files that exist here and hashes those on `devs` (the others cannot
+/// be denied, so hashing them would only slow every rule change down).
+pub fn essentials(devs: &HashSet<u64>) -> Vec<Essential> {
     ESSENTIAL
         .iter()
         .filter_map(|p| {
             let path = std::fs::canonicalize(p).ok()?;
             let mut f = std::fs::File::open(&path).ok()?;
             let dev = f.metadata().ok()?.dev();
+            if !devs.contains(&dev) {
+                return None;
+            }
             let sha256 = sha256_hex(&mut f).ok()?;
             Some(Essential { path, dev, sha256 })
         })
@@ -46,12 +50,22 @@ pub fn lockdown_blockers(
     watched_devs: &HashSet<u64>,
     files: &[Essential],
 ) -> Vec<PathBuf> {
+    blockers(rules, Mode::Lockdown, watched_devs, files)
+}
+
+/// The essential files on watched devices that `mode` would deny under `rules`.
+pub fn blockers(
+    rules: &RuleSet,
+    mode: Mode,
+    watched_devs: &HashSet<u64>,
+    files: &[Essential],
+) -> Vec<PathBuf> {
     files
         .iter()
         .filter(|e| watched_devs.contains(&e.dev))
         .filter(|e| {
             let path = e.path.to_string_lossy();
-            evaluate(rules, Mode::Lockdown, Some(&e.sha256), Some(&path)).decision == Decision::Deny
+            evaluate(rules, mode, Some(&e.sha256), Some(&path)).decision == Decision::Deny
         })
         .map(|e| e.path.clone())
         .collect()
@@ -72,7 +86,8 @@ fn listed(paths: &[PathBuf]) -> String {
 
 /// `Err` with an explanation when entering lockdown now would deny an essential program.
 pub fn check_lockdown(rules: &RuleSet, watched: &[PathBuf]) -> Result<(), String> {
-    let blockers = lockdown_blockers(rules, &watched_devs(watched), &essentials());
+    let devs = watched_devs(watched);
+    let blockers = lockdown_blockers(rules, &devs, &essentials(&devs));
     if blockers.is_empty() {
         return Ok(());
     }
@@ -88,30 +103,47 @@ pub fn check_lockdown(rules: &RuleSet, watched: &[PathBuf]) -> Result<(), String
 pub fn new_blockers(
     old: &RuleSet,
     new: &RuleSet,
+    mode: Mode,
     watched_devs: &HashSet<u64>,
     files: &[Essential],
 ) -> Vec<PathBuf> {
-    let before: HashSet<PathBuf> = lockdown_blockers(old, watched_devs, files)
+    let before: HashSet<PathBuf> = blockers(old, mode, watched_devs, files)
         .into_iter()
         .collect();
-    lockdown_blockers(new, watched_devs, files)
+    blockers(new, mode, watched_devs, files)
         .into_iter()
         .filter(|p| !before.contains(p))
         .collect()
 }
 
-/// For a rule change while in lockdown: `Err` with an explanation when replacing `old` by `new`
-/// would deny an essential program that `old` allows. A change that leaves an existing blocker
-/// in place is not refused, so the admin can still add the rules that fix it.
-pub fn check_rule_change(old: &RuleSet, new: &RuleSet, watched: &[PathBuf]) -> Result<(), String> {
-    let blockers = new_blockers(old, new, &watched_devs(watched), &essentials());
+/// For a rule change in `mode`: `Err` with an explanation when replacing `old` by `new` would
+/// deny an essential program that `old` lets run (in lockdown by removing its allow, in monitor
+/// by a block rule, e.g. a path block over the ELF loader). A change that leaves an existing
+/// blocker in place is not refused, so the admin can still add the rules that fix it. Audit
+/// never denies.
+pub fn check_rule_change(
+    old: &RuleSet,
+    new: &RuleSet,
+    mode: Mode,
+    watched: &[PathBuf],
+) -> Result<(), String> {
+    if mode == Mode::Audit {
+        return Ok(());
+    }
+    let devs = watched_devs(watched);
+    let blockers = new_blockers(old, new, mode, &devs, &essentials(&devs));
     if blockers.is_empty() {
         return Ok(());
     }
+    let advice = match mode {
+        Mode::Lockdown => {
+            "Leave lockdown first (custos mode monitor), or keep another allow rule that covers them"
+        }
+        _ => "Narrow the block rule, or add allow rules by SHA-256 for them first",
+    };
     Err(format!(
-        "refusing rule change in lockdown: it would deny {} on a watched filesystem, and with it \
-         every program (and custos's own CLI). Leave lockdown first (custos mode monitor), or keep \
-         another allow rule that covers them",
+        "refusing rule change in {mode}: it would deny {} on a watched filesystem, and with it \
+         every program (and custos's own CLI). {advice}",
         listed(&blockers)
     ))
 }
@@ -193,13 +225,13 @@ mod tests {
         let only_a = RuleSet::new(vec![allow(1, Target::Sha256("a".repeat(64)))]).expect("rules");
         // Removing the allow for ld.so makes it a blocker.
         assert_eq!(
-            new_blockers(&both, &only_a, &devs, &files),
+            new_blockers(&both, &only_a, Mode::Lockdown, &devs, &files),
             vec![PathBuf::from("/usr/lib/ld.so")]
         );
         // Adding it back (or anything else) while ld.so is already denied is not refused.
-        assert!(new_blockers(&only_a, &both, &devs, &files).is_empty());
+        assert!(new_blockers(&only_a, &both, Mode::Lockdown, &devs, &files).is_empty());
         let none = RuleSet::default();
-        assert!(new_blockers(&none, &only_a, &devs, &files).is_empty());
+        assert!(new_blockers(&none, &only_a, Mode::Lockdown, &devs, &files).is_empty());
         // A block rule for dash on top of its allow: hash allow beats a path block.
         let mut rules = both.rules().to_vec();
         rules.push(Rule {
@@ -207,7 +239,7 @@ mod tests {
             ..allow(3, Target::Path("/usr/bin/*".into()))
         });
         let blocked = RuleSet::new(rules).expect("rules");
-        assert!(new_blockers(&both, &blocked, &devs, &files).is_empty());
+        assert!(new_blockers(&both, &blocked, Mode::Lockdown, &devs, &files).is_empty());
         // ... but turning dash's hash allow into a block is refused, unless dash is unwatched.
         let blocked = RuleSet::new(vec![Rule {
             policy: Policy::Block,
@@ -215,16 +247,52 @@ mod tests {
         }])
         .expect("rules");
         assert_eq!(
-            new_blockers(&only_a, &blocked, &devs, &files),
+            new_blockers(&only_a, &blocked, Mode::Lockdown, &devs, &files),
             vec![PathBuf::from("/usr/bin/dash")]
         );
-        assert!(new_blockers(&only_a, &blocked, &HashSet::from([2]), &files).is_empty());
+        assert!(new_blockers(
+            &only_a,
+            &blocked,
+            Mode::Lockdown,
+            &HashSet::from([2]),
+            &files
+        )
+        .is_empty());
     }
 
     #[test]
     fn finds_this_hosts_essentials() {
-        let e = essentials();
+        let all_devs: HashSet<u64> = ESSENTIAL
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.dev()))
+            .collect();
+        let e = essentials(&all_devs);
+        assert!(
+            essentials(&HashSet::new()).is_empty(),
+            "nothing hashed off watched devices"
+        );
         assert!(e.iter().any(|f| is_self(&f.path)), "{e:?}");
         assert!(e.iter().all(|f| f.sha256.len() == 64));
+    }
+
+    #[test]
+    fn a_block_rule_over_an_essential_is_refused_in_monitor_not_audit() {
+        let files = [ess("/usr/lib/ld.so", 1, 'b'), ess("/opt/tool", 1, 'c')];
+        let devs = HashSet::from([1]);
+        let none = RuleSet::default();
+        let block = RuleSet::new(vec![Rule {
+            id: 1,
+            target: Target::Path("/usr/*/*".into()),
+            policy: Policy::Block,
+            comment: None,
+            created: String::new(),
+        }])
+        .expect("rules");
+        assert_eq!(
+            new_blockers(&none, &block, Mode::Monitor, &devs, &files),
+            vec![PathBuf::from("/usr/lib/ld.so")]
+        );
+        assert!(new_blockers(&none, &block, Mode::Audit, &devs, &files).is_empty());
+        assert!(new_blockers(&none, &none, Mode::Monitor, &devs, &files).is_empty());
     }
 }

@@ -61,16 +61,13 @@ impl Daemon {
         self.watched_now().into_iter().map(|w| w.mount).collect()
     }
 
-    /// The check for a rule change: none outside lockdown; in lockdown, the change must not
-    /// make lockdown deny an essential program ([`guard::check_rule_change`]). Called under
-    /// `rule_lock`, so the mode cannot change before the new rules are applied.
+    /// The check for a rule change: it must not make the current mode deny an essential program
+    /// ([`guard::check_rule_change`]). Called under `rule_lock`, so the mode cannot change before
+    /// the new rules are applied.
     fn rule_change_check(&self) -> impl FnOnce(&RuleSet) -> Result<(), String> + '_ {
-        let lockdown = self.arbiter.mode() == Mode::Lockdown;
+        let mode = self.arbiter.mode();
         move |new| {
-            if !lockdown {
-                return Ok(());
-            }
-            guard::check_rule_change(&self.arbiter.rules(), new, &self.watched_mounts())
+            guard::check_rule_change(&self.arbiter.rules(), new, mode, &self.watched_mounts())
         }
     }
 

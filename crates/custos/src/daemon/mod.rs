@@ -112,9 +112,10 @@ fn serve(
     Ok(())
 }
 
-/// Every held exec pins an event fd until it is answered. Raises the soft fd limit to the hard
-/// one and returns how many holds may be pending: half the limit, so the kernel can always open
-/// the next event's fd (if it cannot, it denies that exec and the read fails).
+/// Every held exec pins an event fd until it is answered, and every in-flight hash a dup of one.
+/// Raises the soft fd limit to the hard one and returns how many of those may exist at once: a
+/// third of the limit, so the kernel can always open the next event's fd (if it cannot, it
+/// denies that exec and the read fails).
 fn raise_fd_limit() -> usize {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
@@ -123,7 +124,7 @@ fn raise_fd_limit() -> usize {
     } else {
         soft
     };
-    usize::try_from(soft / 2)
+    usize::try_from(soft / 3)
         .unwrap_or(usize::MAX)
-        .clamp(64, 65_536)
+        .clamp(16, 65_536)
 }
