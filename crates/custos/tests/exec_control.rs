@@ -368,3 +368,43 @@ fn a_remount_reusing_the_device_number_is_watched() {
     }
     assert!(sb.watched_mounts().contains(&mnt_s));
 }
+
+#[test]
+fn an_offline_block_rule_over_custos_itself_stops_the_agent_from_starting() {
+    if !root_or_skip() {
+        return;
+    }
+    // custos runs from the watched tmpfs; a block rule over it is written while it is down.
+    let mut sb = Sandbox::new("monitor", "");
+    let agent = sb.install(BIN, "custos");
+    let glob = format!("{}/*", sb.mnt.display());
+    let o = sb.cli(&["rule", "add", "--path", &glob, "--block"]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let o = retry_txtbsy(|| {
+        std::process::Command::new(&agent)
+            .args(["run", "--config"])
+            .arg(&sb.config)
+            .output()
+    })
+    .unwrap();
+    assert!(!o.status.success());
+    let e = stderr_of(&o);
+    assert!(
+        e.contains("refusing monitor") && e.contains(agent.to_str().unwrap()),
+        "{e}"
+    );
+    // Audit never denies, so it starts; switching to monitor is refused with the same reason.
+    let cfg = fs::read_to_string(&sb.config)
+        .unwrap()
+        .replace("mode = \"monitor\"", "mode = \"audit\"");
+    fs::write(&sb.config, cfg).unwrap();
+    sb.start_binary(&agent);
+    let o = sb.cli(&["mode", "monitor"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr_of(&o).contains("refusing monitor"),
+        "{}",
+        stderr_of(&o)
+    );
+    assert_eq!(sb.ok(&["mode"]).trim(), "audit");
+}

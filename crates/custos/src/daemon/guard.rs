@@ -44,15 +44,6 @@ pub fn essentials(devs: &HashSet<u64>) -> Vec<Essential> {
         .collect()
 }
 
-/// The essential files on watched devices that lockdown would deny under `rules`.
-pub fn lockdown_blockers(
-    rules: &RuleSet,
-    watched_devs: &HashSet<u64>,
-    files: &[Essential],
-) -> Vec<PathBuf> {
-    blockers(rules, Mode::Lockdown, watched_devs, files)
-}
-
 /// The essential files on watched devices that `mode` would deny under `rules`.
 pub fn blockers(
     rules: &RuleSet,
@@ -84,17 +75,28 @@ fn listed(paths: &[PathBuf]) -> String {
     list.join(", ")
 }
 
-/// `Err` with an explanation when entering lockdown now would deny an essential program.
-pub fn check_lockdown(rules: &RuleSet, watched: &[PathBuf]) -> Result<(), String> {
+/// `Err` with an explanation when running in `mode` under `rules` would deny an essential
+/// program: lockdown without allows for them, or monitor with a block rule over one of them
+/// (rules edited while the agent was down are only checked here).
+pub fn check_mode(rules: &RuleSet, mode: Mode, watched: &[PathBuf]) -> Result<(), String> {
+    if mode == Mode::Audit {
+        return Ok(());
+    }
     let devs = watched_devs(watched);
-    let blockers = lockdown_blockers(rules, &devs, &essentials(&devs));
+    let blockers = blockers(rules, mode, &devs, &essentials(&devs));
     if blockers.is_empty() {
         return Ok(());
     }
+    let advice = match mode {
+        Mode::Lockdown => {
+            "Add allow rules for them first (custos rule add --file PATH --allow), or watch only \
+             the filesystems that need lockdown ([exec] watch)"
+        }
+        _ => "Remove or narrow the block rule that matches them (custos rule list)",
+    };
     Err(format!(
-        "refusing lockdown: it would deny {} on a watched filesystem, and with it every program \
-         (and custos's own CLI). Add allow rules for them first (custos rule add --file PATH --allow), \
-         or watch only the filesystems that need lockdown ([exec] watch)",
+        "refusing {mode}: it would deny {} on a watched filesystem, and with it every program \
+         (and custos's own CLI). {advice}",
         listed(&blockers)
     ))
 }
@@ -185,7 +187,7 @@ mod tests {
         let watched = HashSet::from([1]);
         let none = RuleSet::default();
         assert_eq!(
-            lockdown_blockers(&none, &watched, &files),
+            blockers(&none, Mode::Lockdown, &watched, &files),
             vec![
                 PathBuf::from("/usr/bin/dash"),
                 PathBuf::from("/usr/lib/ld.so")
@@ -193,11 +195,11 @@ mod tests {
         );
         // Only the tmpfs (dev 2) watched: nothing essential is at risk there... unless it is.
         assert_eq!(
-            lockdown_blockers(&none, &HashSet::from([3]), &files),
+            blockers(&none, Mode::Lockdown, &HashSet::from([3]), &files),
             Vec::<PathBuf>::new()
         );
         assert_eq!(
-            lockdown_blockers(&none, &HashSet::from([2]), &files),
+            blockers(&none, Mode::Lockdown, &HashSet::from([2]), &files),
             vec![PathBuf::from("/opt/x")]
         );
     }
@@ -210,7 +212,7 @@ mod tests {
             allow(2, Target::Path("/usr/lib/*".into())),
         ])
         .expect("rules");
-        assert!(lockdown_blockers(&rules, &HashSet::from([1]), &files).is_empty());
+        assert!(blockers(&rules, Mode::Lockdown, &HashSet::from([1]), &files).is_empty());
     }
 
     #[test]

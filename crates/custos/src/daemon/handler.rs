@@ -108,7 +108,10 @@ impl Handler for Daemon {
                         tracing::info!(id = rule.id, target = %rule.target, policy = ?rule.policy, "rule added");
                         Reply::ok(rule)
                     }
-                    Err(e) => Reply::err(e.to_string()),
+                    Err(e) => {
+                        tracing::warn!("rule change refused: {e}");
+                        Reply::err(e.to_string())
+                    }
                 }
             }
             Request::RuleRemove { id } => {
@@ -119,7 +122,10 @@ impl Handler for Daemon {
                         tracing::info!(id, "rule removed");
                         Reply::ok(rule)
                     }
-                    Err(e) => Reply::err(e.to_string()),
+                    Err(e) => {
+                        tracing::warn!("rule change refused: {e}");
+                        Reply::err(e.to_string())
+                    }
                 }
             }
             Request::Mode { set: None } => {
@@ -129,10 +135,10 @@ impl Handler for Daemon {
                 // Under the rule lock: a rule change cannot slip in between the guard's check
                 // and the switch.
                 let _g = self.rule_lock.lock().unwrap_or_else(|p| p.into_inner());
-                if m == Mode::Lockdown && self.arbiter.mode() != Mode::Lockdown {
-                    if let Err(e) =
-                        guard::check_lockdown(&self.arbiter.rules(), &self.watched_mounts())
-                    {
+                if m != self.arbiter.mode() {
+                    let rules = self.arbiter.rules();
+                    if let Err(e) = guard::check_mode(&rules, m, &self.watched_mounts()) {
+                        tracing::warn!(to = %m, "mode change refused: {e}");
                         return Reply::err(e);
                     }
                 }

@@ -60,9 +60,7 @@ fn serve(
         bail!("no filesystem could be watched");
     }
     let mounts: Vec<_> = watched.iter().map(|w| w.mount.clone()).collect();
-    if mode == Mode::Lockdown {
-        guard::check_lockdown(&rules, &mounts).map_err(anyhow::Error::msg)?;
-    }
+    guard::check_mode(&rules, mode, &mounts).map_err(anyhow::Error::msg)?;
     let arbiter = Arc::new(Arbiter::new(
         Options {
             deadline: Duration::from_millis(cfg.deadline_ms),
