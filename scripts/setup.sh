@@ -3,16 +3,19 @@
 # Idempotent; safe to run before every build. Needs root to install; without root it only checks.
 set -euo pipefail
 
-# command -> Debian package that provides it
-declare -A NEED=(
-  [cc]=gcc            # linker for Rust and C dependencies
-  [mount]=mount       # tests mount their own tmpfs
-  [umount]=mount
+# Debian packages, and why.
+NEED=(
+  gcc          # linker for Rust and C dependencies
+  mount        # tests mount their own tmpfs
+  clang-19     # compiles bpf/*.bpf.c (Debian has no plain `clang`; CUSTOS_CLANG overrides)
+  libelf-dev   # libbpf (vendored by libbpf-sys) links libelf
+  zlib1g-dev   # and zlib
+  pkg-config   # libbpf-sys finds them with it
 )
 
 missing=()
-for cmd in "${!NEED[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+for p in "${NEED[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
 if ((${#missing[@]})); then

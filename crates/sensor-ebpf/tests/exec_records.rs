@@ -1,0 +1,112 @@
+//! Root-only: the process sensor loads on this kernel and reports real execs.
+
+#![allow(clippy::unwrap_used)]
+
+use custos_sensor_ebpf::ProcessSensor;
+use std::process::Command;
+use std::time::Duration;
+
+fn root_or_skip() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CUSTOS_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!("CUSTOS_E2E_REQUIRED=1 but not running as root");
+    }
+    eprintln!("skipped: needs root (BPF)");
+    false
+}
+
+#[test]
+fn a_short_lived_process_is_reported_with_full_path_and_argv() {
+    if !root_or_skip() {
+        return;
+    }
+    let sensor = ProcessSensor::load().expect("load the process sensor");
+    // A private tmpfs, a nested directory and a symlink: the record must show the real path.
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success());
+    let deep = mnt.join("a b/c");
+    std::fs::create_dir_all(&deep).unwrap();
+    let prog = deep.join("quick");
+    std::fs::copy("/bin/true", &prog).unwrap();
+    let link = dir.path().join("link-to-quick");
+    std::os::unix::fs::symlink(&prog, &link).unwrap();
+
+    let child = Command::new(&link)
+        .args(["-x", "two words", ""])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+
+    let mut found = None;
+    sensor
+        .poll(Duration::from_secs(5), |r| {
+            let r = r.expect("decodes");
+            if r.pid == pid {
+                found = Some(r);
+                return false;
+            }
+            true
+        })
+        .unwrap();
+    let r = found.expect("exec record for the child");
+    assert_eq!(
+        r.path,
+        prog.to_str().unwrap(),
+        "resolved through the symlink and the mount"
+    );
+    assert!(!r.path_truncated);
+    assert_eq!(r.argv, vec![link.to_str().unwrap(), "-x", "two words", ""]);
+    assert!(!r.argv_truncated);
+    assert_eq!(r.ppid, std::process::id());
+    assert_eq!(r.uid, 0);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(r.ino, std::fs::metadata(&prog).unwrap().ino());
+    assert!(r.start_boottime_ns > 0);
+    assert_eq!(sensor.lost(), 0);
+    let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+}
+
+#[test]
+fn a_burst_of_execs_is_counted_exactly() {
+    if !root_or_skip() {
+        return;
+    }
+    const N: usize = 3000;
+    let sensor = ProcessSensor::load().expect("load the process sensor");
+    // One shell execs /bin/true N times; every record whose parent is that shell counts.
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "i=0; while [ $i -lt {N} ]; do /bin/true; i=$((i+1)); done"
+        ))
+        .spawn()
+        .unwrap();
+    let shell = child.id();
+    let mut seen = 0;
+    let t0 = std::time::Instant::now();
+    while seen < N && t0.elapsed() < Duration::from_secs(60) {
+        sensor
+            .poll(Duration::from_millis(200), |r| {
+                let r = r.expect("decodes");
+                if r.ppid == shell && r.path.ends_with("/true") {
+                    seen += 1;
+                }
+                true
+            })
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(sensor.lost(), 0, "ring buffer reservations failed");
+    assert_eq!(seen, N);
+}
