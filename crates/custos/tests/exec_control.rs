@@ -198,19 +198,7 @@ fn lockdown_that_would_deny_custos_itself_is_refused() {
     // The agent runs from a copy on the watched tmpfs, so its own binary is at stake.
     let mut sb = Sandbox::new("monitor", "");
     let agent = sb.install(BIN, "custos");
-    let o = retry_txtbsy(|| {
-        std::process::Command::new(&agent)
-            .args(["run", "--mode", "lockdown", "--config"])
-            .arg(&sb.config)
-            .output()
-    })
-    .unwrap();
-    assert!(!o.status.success());
-    let e = stderr_of(&o);
-    assert!(
-        e.contains("refusing lockdown") && e.contains(agent.to_str().unwrap()),
-        "{e}"
-    );
+    assert_start_refused(&sb, &agent, &["--mode", "lockdown"], "refusing lockdown");
 
     sb.start_binary(&agent);
     let o = sb.cli(&["mode", "lockdown"]);
@@ -380,19 +368,7 @@ fn an_offline_block_rule_over_custos_itself_stops_the_agent_from_starting() {
     let glob = format!("{}/*", sb.mnt.display());
     let o = sb.cli(&["rule", "add", "--path", &glob, "--block"]);
     assert!(o.status.success(), "{}", stderr_of(&o));
-    let o = retry_txtbsy(|| {
-        std::process::Command::new(&agent)
-            .args(["run", "--config"])
-            .arg(&sb.config)
-            .output()
-    })
-    .unwrap();
-    assert!(!o.status.success());
-    let e = stderr_of(&o);
-    assert!(
-        e.contains("refusing monitor") && e.contains(agent.to_str().unwrap()),
-        "{e}"
-    );
+    assert_start_refused(&sb, &agent, &[], "refusing monitor");
     // Audit never denies, so it starts; switching to monitor is refused with the same reason.
     let cfg = fs::read_to_string(&sb.config)
         .unwrap()
@@ -407,4 +383,23 @@ fn an_offline_block_rule_over_custos_itself_stops_the_agent_from_starting() {
         stderr_of(&o)
     );
     assert_eq!(sb.ok(&["mode"]).trim(), "audit");
+}
+
+/// Starts the custos copy `agent` with `run ARGS` and asserts it refuses, naming itself.
+fn assert_start_refused(sb: &Sandbox, agent: &std::path::Path, args: &[&str], why: &str) {
+    let o = retry_txtbsy(|| {
+        std::process::Command::new(agent)
+            .arg("run")
+            .args(args)
+            .arg("--config")
+            .arg(&sb.config)
+            .output()
+    })
+    .unwrap();
+    assert!(!o.status.success());
+    let e = stderr_of(&o);
+    assert!(
+        e.contains(why) && e.contains(agent.to_str().unwrap()),
+        "{e}"
+    );
 }

@@ -14,7 +14,13 @@ use libbpf_rs::RingBufferBuilder;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
-#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used, unsafe_op_in_unsafe_fn)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    unsafe_op_in_unsafe_fn
+)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
 }

@@ -8,9 +8,9 @@
 //! pending table before it is answered, under one lock, so nothing answers twice and nothing is
 //! forgotten; [`Arbiter::shutdown`] answers whatever is left.
 
-use crate::cache::{Cache, Cached};
+use crate::cache::Cache;
 use crate::engine::{evaluate, fallback, Verdict};
-use crate::file::{sha256_hex_while, FileKey};
+use crate::file::FileKey;
 pub use crate::held::{Content, Held, Marks, ProcessInfo, Sink};
 use crate::rules::RuleSet;
 use crate::stats::{Stats, StatsSnapshot};
@@ -473,115 +473,6 @@ impl<H: Held> Inner<H> {
         }
     }
 
-    /// Worker: hash, decide, cache, answer every hold waiting on the key.
-    fn work(&self, job: Job) {
-        let Job {
-            key,
-            mut content,
-            path,
-        } = job;
-        let racy = key.ctime_ns >= wall_ns() - RACY_NS;
-        // Give up as soon as nobody waits for this hash any more (all answered by the deadline),
-        // so huge files cannot keep the pool busy for nothing. Checked under the holds lock,
-        // which also retires the in-flight entry so a later exec starts a fresh job.
-        // A file slower to hash than the deadline still gets a cached result once, if it can be
-        // hashed within twice the deadline; past that, a hash nobody waits for is dropped.
-        let started = Instant::now();
-        let grace = self.opts.deadline * 2;
-        let mut keep_going = || {
-            if started.elapsed() < grace {
-                return true;
-            }
-            let mut h = lock(&self.holds);
-            let waiting = h
-                .inflight
-                .get(&key)
-                .is_some_and(|ids| ids.iter().any(|id| h.pending.contains_key(id)));
-            if !waiting {
-                h.inflight.remove(&key);
-            }
-            waiting
-        };
-        let hashed = match sha256_hex_while(&mut content, &mut keep_going) {
-            Ok(None) => {
-                Stats::inc(&self.stats.abandoned);
-                return;
-            }
-            Ok(Some(sha)) => Ok(sha),
-            Err(e) => Err(e),
-        };
-        Stats::inc(&self.stats.hashed);
-        let stable = content.key().ok() == Some(key);
-        // Close our handle before answering: once the exec is answered nothing of ours may keep
-        // the file (or its filesystem, for umount) busy.
-        drop(content);
-        let mut job = JobResult { key, path };
-        let (mode, rules, generation) = self.policy_snapshot();
-        let waiting: Vec<Pending<H>> = {
-            let mut h = lock(&self.holds);
-            let ids = h.inflight.remove(&job.key).unwrap_or_default();
-            ids.iter().filter_map(|id| h.pending.remove(id)).collect()
-        };
-        let sha = match hashed {
-            Ok(sha) => sha,
-            Err(e) => {
-                for p in waiting {
-                    self.fail(p.held, &e);
-                }
-                return;
-            }
-        };
-        let verdict = evaluate(&rules, mode, Some(&sha), job.path.as_deref());
-        // A deny may be cached for a racy file (the worst case is a stale deny for the deny TTL);
-        // an allow may not (see RACY_NS).
-        let allows = verdict.decision == Decision::Allow && !verdict.would_deny;
-        let cacheable = stable && !(racy && allows);
-        if cacheable {
-            let p = lock(&self.policy);
-            if p.generation == generation {
-                lock(&self.cache).insert(
-                    job.key,
-                    Cached {
-                        verdict,
-                        sha256: sha.clone(),
-                    },
-                    Instant::now(),
-                );
-            }
-        }
-        let mut leader_path = job.path.take();
-        for (i, p) in waiting.into_iter().enumerate() {
-            let path = if i == 0 {
-                leader_path.take()
-            } else {
-                p.held.path()
-            };
-            let v = if verdict.path_dependent {
-                evaluate(&rules, mode, Some(&sha), path.as_deref())
-            } else {
-                verdict
-            };
-            // A file changed while being read (or changed too recently to tell) was judged on
-            // what was read, but gets no mark.
-            let v = Verdict {
-                path_dependent: v.path_dependent || !cacheable,
-                ..v
-            };
-            self.first_sight(p.key, p.held.pid());
-            self.conclude(
-                p.held,
-                p.key,
-                v,
-                Some(&sha),
-                false,
-                mode,
-                generation,
-                path,
-                true,
-            );
-        }
-    }
-
     fn deadline_loop(&self) {
         let mut h = lock(&self.holds);
         loop {
@@ -620,6 +511,9 @@ impl<H: Held> Inner<H> {
         }
     }
 }
+
+#[path = "arbiter_work.rs"]
+mod work;
 
 #[cfg(test)]
 #[path = "arbiter_tests.rs"]
