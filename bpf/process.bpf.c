@@ -18,8 +18,10 @@ struct {
 /* Reservation failures (ring buffer full): never silent. */
 __u64 lost = 0;
 
-/* Exports the record type to the skeleton's generated types. */
+/* Export the record types to the skeleton's generated types. */
 struct exec_event _exec_event = {};
+struct fork_event _fork_event = {};
+struct exit_event _exit_event = {};
 
 /* Scratch space for building the path: bpf_loop callbacks write here (a map value the verifier
  * can bound), then the result is copied into the ring-buffer record. */
@@ -106,6 +108,8 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		__sync_fetch_and_add(&lost, 1);
 		return 0;
 	}
+	e->kind = CUSTOS_REC_EXEC;
+	e->_pad = 0;
 	e->pid = BPF_CORE_READ(p, tgid);
 	e->tid = BPF_CORE_READ(p, pid);
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
@@ -136,6 +140,45 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	if (len > 0 && bpf_probe_read_user(e->args, len, (void *)start) == 0)
 		e->args_len = len;
 
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct fork_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__sync_fetch_and_add(&lost, 1);
+		return 0;
+	}
+	e->kind = CUSTOS_REC_FORK;
+	e->parent_pid = BPF_CORE_READ(parent, tgid);
+	e->parent_tid = BPF_CORE_READ(parent, pid);
+	e->child_pid = BPF_CORE_READ(child, tgid);
+	e->child_tid = BPF_CORE_READ(child, pid);
+	/* CLONE_THREAD keeps the thread group: same tgid as the parent. */
+	e->is_thread = e->child_pid == e->parent_pid;
+	e->child_start_boottime_ns = BPF_CORE_READ(child, start_boottime);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p)
+{
+	struct exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__sync_fetch_and_add(&lost, 1);
+		return 0;
+	}
+	e->kind = CUSTOS_REC_EXIT;
+	e->pid = BPF_CORE_READ(p, tgid);
+	e->tid = BPF_CORE_READ(p, pid);
+	e->exit_code = BPF_CORE_READ(p, exit_code);
+	e->is_thread = e->tid != e->pid;
+	e->_pad = 0;
+	e->start_boottime_ns = BPF_CORE_READ(p, start_boottime);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

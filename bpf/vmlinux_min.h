@@ -102,6 +102,7 @@ struct mm_struct {
 };
 
 struct task_struct {
+	int exit_code;
 	pid_t pid;
 	pid_t tgid;
 	struct task_struct *real_parent;

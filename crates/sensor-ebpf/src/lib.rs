@@ -1,13 +1,14 @@
-//! The eBPF process sensor: one [`ExecRecord`] per exec, from `tp_btf/sched_process_exec`, with
-//! the executable's resolved path (walked in the kernel, so it is complete even for a process
-//! that has already exited when user space reads the record) and its argv.
+//! The eBPF process sensor: a [`Record`] per exec (`tp_btf/sched_process_exec`, with the
+//! executable's resolved path, walked in the kernel so it is complete even for a process that
+//! has already exited when user space reads it, and argv), per new process or thread
+//! (`sched_process_fork`) and per exit (`sched_process_exit`).
 //!
 //! Kernel requirements: BTF at `/sys/kernel/btf/vmlinux`, BPF ring buffers (5.8+), `tp_btf`
 //! programs (5.5+), `CAP_BPF` + `CAP_PERFMON` (or root). Not yet wired into `custos run`.
 
 mod record;
 
-pub use record::{ExecRecord, RecordError};
+pub use record::{ExecRecord, ExitRecord, ExitStatus, ForkRecord, Record, RecordError};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::RingBufferBuilder;
@@ -25,11 +26,19 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
 }
 
-/// The record type generated from `bpf/process.h` (the single definition).
+/// The record types generated from `bpf/process.h` (the single definition).
 pub type RawExecEvent = skel::types::exec_event;
+/// See [`RawExecEvent`].
+pub type RawForkEvent = skel::types::fork_event;
+/// See [`RawExecEvent`].
+pub type RawExitEvent = skel::types::exit_event;
 
-// SAFETY: a plain C struct of integers and byte arrays; any bit pattern is valid.
+// SAFETY: plain C structs of integers and byte arrays; any bit pattern is valid.
 unsafe impl plain::Plain for RawExecEvent {}
+// SAFETY: as above.
+unsafe impl plain::Plain for RawForkEvent {}
+// SAFETY: as above.
+unsafe impl plain::Plain for RawExitEvent {}
 
 /// Errors loading or running the sensor.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +96,7 @@ impl ProcessSensor {
     pub fn poll(
         &self,
         timeout: Duration,
-        mut f: impl FnMut(Result<ExecRecord, RecordError>) -> bool,
+        mut f: impl FnMut(Result<Record, RecordError>) -> bool,
     ) -> Result<(), EbpfError> {
         let stop = std::cell::Cell::new(false);
         let mut builder = RingBufferBuilder::new();
@@ -96,7 +105,7 @@ impl ProcessSensor {
                 if stop.get() {
                     return 1;
                 }
-                if !f(ExecRecord::decode(data)) {
+                if !f(Record::decode(data)) {
                     stop.set(true);
                     return 1;
                 }

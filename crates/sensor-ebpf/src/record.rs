@@ -1,9 +1,74 @@
 //! Decoding the kernel's exec records.
 
-use crate::RawExecEvent;
+use crate::{RawExecEvent, RawExitEvent, RawForkEvent};
 
 const PATH_TRUNCATED: u32 = 1;
 const ARGS_TRUNCATED: u32 = 2;
+const REC_EXEC: u32 = 1;
+const REC_FORK: u32 = 2;
+const REC_EXIT: u32 = 3;
+
+/// One record from the process sensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A successful exec.
+    Exec(ExecRecord),
+    /// A new process or thread.
+    Fork(ForkRecord),
+    /// A process or thread ended.
+    Exit(ExitRecord),
+}
+
+/// A new task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForkRecord {
+    /// Parent's thread-group id.
+    pub parent_pid: u32,
+    /// The parent thread.
+    pub parent_tid: u32,
+    /// The new task's thread-group id (equal to `parent_pid` for a thread).
+    pub child_pid: u32,
+    /// The new task's id.
+    pub child_tid: u32,
+    /// Created with `CLONE_THREAD`: a thread of the parent's process, not a new process.
+    pub is_thread: bool,
+    /// Its start, ns since boot.
+    pub child_start_boottime_ns: u64,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit(code)`.
+    Code(u8),
+    /// Killed by this signal.
+    Signal(u8),
+}
+
+impl ExitStatus {
+    /// Decodes the kernel's `exit_code` (wait(2) layout).
+    pub fn from_raw(raw: i32) -> ExitStatus {
+        match raw & 0x7f {
+            0 => ExitStatus::Code(((raw >> 8) & 0xff) as u8),
+            sig => ExitStatus::Signal(sig as u8),
+        }
+    }
+}
+
+/// A task that ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitRecord {
+    /// Thread-group id.
+    pub pid: u32,
+    /// The task that exited.
+    pub tid: u32,
+    /// Exit code or signal.
+    pub status: ExitStatus,
+    /// Only one thread ended; the process goes on.
+    pub is_thread: bool,
+    /// Start of the task, ns since boot (with `pid`, identifies it across pid reuse).
+    pub start_boottime_ns: u64,
+}
 
 /// An exec as the kernel saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +108,14 @@ pub struct ExecRecord {
 /// A record that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
+    /// The first field names no known record kind.
+    #[error("unknown record kind {kind}")]
+    UnknownKind {
+        /// What it said.
+        kind: u32,
+    },
     /// Shorter than the record type.
-    #[error("exec record of {len} bytes, expected {expected}")]
+    #[error("record of {len} bytes, expected {expected}")]
     Short {
         /// Bytes received.
         len: usize,
@@ -53,15 +124,51 @@ pub enum RecordError {
     },
 }
 
+fn raw<T: plain::Plain + Default>(data: &[u8]) -> Result<T, RecordError> {
+    let mut raw = T::default();
+    plain::copy_from_bytes(&mut raw, data).map_err(|_| RecordError::Short {
+        len: data.len(),
+        expected: std::mem::size_of::<T>(),
+    })?;
+    Ok(raw)
+}
+
+impl Record {
+    /// Decodes one ring-buffer record by its leading kind.
+    pub fn decode(data: &[u8]) -> Result<Record, RecordError> {
+        let kind: u32 = raw(data.get(..4).unwrap_or(data))?;
+        match kind {
+            REC_EXEC => ExecRecord::decode(data).map(Record::Exec),
+            REC_FORK => {
+                let r: RawForkEvent = raw(data)?;
+                Ok(Record::Fork(ForkRecord {
+                    parent_pid: r.parent_pid,
+                    parent_tid: r.parent_tid,
+                    child_pid: r.child_pid,
+                    child_tid: r.child_tid,
+                    is_thread: r.is_thread != 0,
+                    child_start_boottime_ns: r.child_start_boottime_ns,
+                }))
+            }
+            REC_EXIT => {
+                let r: RawExitEvent = raw(data)?;
+                Ok(Record::Exit(ExitRecord {
+                    pid: r.pid,
+                    tid: r.tid,
+                    status: ExitStatus::from_raw(r.exit_code),
+                    is_thread: r.is_thread != 0,
+                    start_boottime_ns: r.start_boottime_ns,
+                }))
+            }
+            kind => Err(RecordError::UnknownKind { kind }),
+        }
+    }
+}
+
 impl ExecRecord {
-    /// Decodes one ring-buffer record.
+    /// Decodes an exec record.
     pub fn decode(data: &[u8]) -> Result<ExecRecord, RecordError> {
-        let expected = std::mem::size_of::<RawExecEvent>();
-        let mut raw = RawExecEvent::default();
-        plain::copy_from_bytes(&mut raw, data).map_err(|_| RecordError::Short {
-            len: data.len(),
-            expected,
-        })?;
+        let raw: RawExecEvent = raw(data)?;
         let path_len = (raw.path_len as usize).min(raw.path.len());
         let args_len = (raw.args_len as usize).min(raw.args.len());
         Ok(ExecRecord {
@@ -140,19 +247,41 @@ mod tests {
     }
 
     #[test]
-    fn short_records_are_rejected() {
+    fn short_and_unknown_records_are_rejected() {
         assert!(matches!(
             ExecRecord::decode(&[0u8; 8]),
             Err(RecordError::Short { len: 8, .. })
         ));
+        assert!(matches!(
+            Record::decode(&[1, 0, 0, 0, 9]),
+            Err(RecordError::Short { len: 5, .. })
+        ));
+        assert_eq!(
+            Record::decode(&[9, 0, 0, 0]),
+            Err(RecordError::UnknownKind { kind: 9 })
+        );
+        assert!(matches!(
+            Record::decode(&[]),
+            Err(RecordError::Short { .. })
+        ));
     }
 
     #[test]
-    fn layout_matches_the_c_record() {
-        // 10 u32 + 4 u64 + two 1024-byte buffers, as in bpf/process.h.
+    fn layouts_match_the_c_records() {
+        // As in bpf/process.h: 12 u32 + 4 u64 + two 1024-byte buffers; 6 u32 + u64 (twice).
         assert_eq!(
             std::mem::size_of::<RawExecEvent>(),
-            10 * 4 + 4 * 8 + 2 * 1024
+            12 * 4 + 4 * 8 + 2 * 1024
         );
+        assert_eq!(std::mem::size_of::<RawForkEvent>(), 6 * 4 + 8);
+        assert_eq!(std::mem::size_of::<RawExitEvent>(), 6 * 4 + 8);
+    }
+
+    #[test]
+    fn exit_status_decoding() {
+        assert_eq!(ExitStatus::from_raw(7 << 8), ExitStatus::Code(7));
+        assert_eq!(ExitStatus::from_raw(0), ExitStatus::Code(0));
+        assert_eq!(ExitStatus::from_raw(9), ExitStatus::Signal(9));
+        assert_eq!(ExitStatus::from_raw(6 | 0x80), ExitStatus::Signal(6)); // core dumped
     }
 }

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use custos_sensor_ebpf::ProcessSensor;
+use custos_sensor_ebpf::{ExitStatus, ProcessSensor, Record};
 use std::process::Command;
 use std::time::Duration;
 
@@ -51,10 +51,11 @@ fn a_short_lived_process_is_reported_with_full_path_and_argv() {
     let mut found = None;
     sensor
         .poll(Duration::from_secs(5), |r| {
-            let r = r.expect("decodes");
-            if r.pid == pid {
-                found = Some(r);
-                return false;
+            if let Record::Exec(r) = r.expect("decodes") {
+                if r.pid == pid {
+                    found = Some(r);
+                    return false;
+                }
             }
             true
         })
@@ -98,9 +99,10 @@ fn a_burst_of_execs_is_counted_exactly() {
     while seen < N && t0.elapsed() < Duration::from_secs(60) {
         sensor
             .poll(Duration::from_millis(200), |r| {
-                let r = r.expect("decodes");
-                if r.ppid == shell && r.path.ends_with("/true") {
-                    seen += 1;
+                if let Record::Exec(r) = r.expect("decodes") {
+                    if r.ppid == shell && r.path.ends_with("/true") {
+                        seen += 1;
+                    }
                 }
                 true
             })
@@ -109,4 +111,89 @@ fn a_burst_of_execs_is_counted_exactly() {
     assert!(child.wait().unwrap().success());
     assert_eq!(sensor.lost(), 0, "ring buffer reservations failed");
     assert_eq!(seen, N);
+}
+
+/// Polls until `want` returns true for a record (or 5 s pass).
+fn wait_for(sensor: &ProcessSensor, mut want: impl FnMut(&Record) -> bool) -> Option<Record> {
+    let mut found = None;
+    sensor
+        .poll(Duration::from_secs(5), |r| {
+            let r = r.expect("decodes");
+            if want(&r) {
+                found = Some(r);
+                return false;
+            }
+            true
+        })
+        .unwrap();
+    found
+}
+
+#[test]
+fn threads_are_reported_as_threads_and_processes_as_processes() {
+    if !root_or_skip() {
+        return;
+    }
+    let sensor = ProcessSensor::load().expect("load the process sensor");
+    let me = std::process::id();
+    let tid = std::thread::spawn(|| nix::unistd::gettid().as_raw() as u32)
+        .join()
+        .unwrap();
+    let r = wait_for(
+        &sensor,
+        |r| matches!(r, Record::Fork(f) if f.child_tid == tid),
+    );
+    let Some(Record::Fork(f)) = r else {
+        panic!("no fork record for thread {tid}")
+    };
+    assert!(f.is_thread);
+    assert_eq!(
+        (f.parent_pid, f.child_pid),
+        (me, me),
+        "a thread of this process"
+    );
+
+    let child = Command::new("/bin/true").spawn().unwrap();
+    let pid = child.id();
+    let r = wait_for(
+        &sensor,
+        |r| matches!(r, Record::Fork(f) if f.child_pid == pid),
+    );
+    let Some(Record::Fork(f)) = r else {
+        panic!("no fork record for child {pid}")
+    };
+    assert!(!f.is_thread);
+    assert_eq!(f.parent_pid, me);
+    assert_eq!(f.child_tid, pid);
+    assert!(f.child_start_boottime_ns > 0);
+    child.wait_with_output().unwrap();
+}
+
+#[test]
+fn exits_carry_the_code_or_the_signal() {
+    if !root_or_skip() {
+        return;
+    }
+    let sensor = ProcessSensor::load().expect("load the process sensor");
+    for (script, want) in [
+        ("exit 7", ExitStatus::Code(7)),
+        ("kill -9 $$", ExitStatus::Signal(9)),
+    ] {
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        child.wait_with_output().unwrap();
+        let r = wait_for(
+            &sensor,
+            |r| matches!(r, Record::Exit(e) if e.pid == pid && !e.is_thread),
+        );
+        let Some(Record::Exit(e)) = r else {
+            panic!("no exit record for {pid}")
+        };
+        assert_eq!(e.status, want, "{script}");
+        assert_eq!(e.tid, pid);
+    }
 }
