@@ -119,6 +119,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	e->egid = BPF_CORE_READ(p, real_cred, egid.val);
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->start_boottime_ns = BPF_CORE_READ(p, start_boottime);
+	e->parent_start_boottime_ns = BPF_CORE_READ(p, real_parent, start_boottime);
 	e->flags = 0;
 	e->path_len = 0;
 	e->args_len = 0;
@@ -160,6 +161,8 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	/* CLONE_THREAD keeps the thread group: same tgid as the parent. */
 	e->is_thread = e->child_pid == e->parent_pid;
 	e->child_start_boottime_ns = BPF_CORE_READ(child, start_boottime);
+	/* The parent's thread-group leader identifies the parent process. */
+	e->parent_start_boottime_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -34,6 +34,7 @@ struct exec_event {
 	__u64 dev;      /* kernel dev_t of the executable's superblock */
 	__u64 ino;
 	__u64 start_boottime_ns;
+	__u64 parent_start_boottime_ns;
 	char path[CUSTOS_PATH_BUF];
 	char args[CUSTOS_ARGS_BUF];
 };
@@ -47,6 +48,7 @@ struct fork_event {
 	__u32 child_tid;
 	__u32 is_thread;
 	__u64 child_start_boottime_ns;
+	__u64 parent_start_boottime_ns;
 };
 
 /* A task ended: a whole process when its leader exits, else one thread. */

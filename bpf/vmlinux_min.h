@@ -106,6 +106,7 @@ struct task_struct {
 	pid_t pid;
 	pid_t tgid;
 	struct task_struct *real_parent;
+	struct task_struct *group_leader;
 	const struct cred *real_cred;
 	struct mm_struct *mm;
 	u64 start_boottime;

@@ -59,6 +59,17 @@ pub struct Config {
     pub deadline_ms: u64,
     /// The exec verdict loop.
     pub exec: ExecConfig,
+    /// Telemetry sensors.
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: event sensors besides the exec verdict loop.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// eBPF process events (exec with full path and argv, fork, thread, exit) to the event
+    /// output. Off by default until the sensor is complete (issue 3).
+    pub process: bool,
 }
 
 /// Filesystem types watched by default: local, and able to hold executable files.
@@ -98,6 +109,7 @@ impl Default for Config {
             events: "-".into(),
             deadline_ms: 2000,
             exec: ExecConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }

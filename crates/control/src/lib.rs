@@ -6,5 +6,7 @@
 mod protocol;
 mod server;
 
-pub use protocol::{Client, ControlError, EvaluateReply, Reply, Request, StatusReply};
+pub use protocol::{
+    Client, ControlError, EvaluateReply, Reply, Request, StatusReply, TelemetryStatus,
+};
 pub use server::{bind, serve, Handler};

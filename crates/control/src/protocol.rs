@@ -107,6 +107,21 @@ pub struct StatusReply {
     pub bad_events: u64,
     /// Event reads that failed because the kernel could not open an event fd (it denied those).
     pub read_errors: u64,
+    /// eBPF process telemetry.
+    pub telemetry: TelemetryStatus,
+}
+
+/// State of the eBPF process telemetry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TelemetryStatus {
+    /// `off`, `starting`, `running`, or `unavailable: why` / `failed: why`.
+    pub process: String,
+    /// Records turned into events.
+    pub records: u64,
+    /// Records the kernel could not queue (ring buffer full).
+    pub lost: u64,
+    /// Records that could not be decoded.
+    pub decode_errors: u64,
 }
 
 /// `evaluate` payload.

@@ -94,6 +94,11 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
         e.errors, s.bad_events, s.read_errors
     );
     println!("pending now:        {}", e.pending);
+    let t = &s.telemetry;
+    println!(
+        "process telemetry:  {} ({} records, {} lost, {} undecodable)",
+        t.process, t.records, t.lost, t.decode_errors
+    );
     println!(
         "events:             {} written, {} dropped",
         s.events_written, s.events_dropped

@@ -6,8 +6,10 @@
 //! Fields that are not ECS live under `custos.*`.
 
 mod exec;
+mod process;
 
 pub use exec::{Decision, ExecEvent, Mode, Reason};
+pub use process::{ProcessAction, ProcessEvent};
 
 use std::time::SystemTime;
 

@@ -34,6 +34,8 @@ pub struct ForkRecord {
     pub is_thread: bool,
     /// Its start, ns since boot.
     pub child_start_boottime_ns: u64,
+    /// The parent process's start (its thread-group leader), ns since boot.
+    pub parent_start_boottime_ns: u64,
 }
 
 /// How a task ended.
@@ -95,6 +97,8 @@ pub struct ExecRecord {
     pub ino: u64,
     /// Process start, ns since boot.
     pub start_boottime_ns: u64,
+    /// The parent's start, ns since boot.
+    pub parent_start_boottime_ns: u64,
     /// Resolved absolute path of the executable (within the exec'ing process's mount namespace).
     pub path: String,
     /// The path hit the buffer or depth limit; `path` holds its last components.
@@ -148,6 +152,7 @@ impl Record {
                     child_tid: r.child_tid,
                     is_thread: r.is_thread != 0,
                     child_start_boottime_ns: r.child_start_boottime_ns,
+                    parent_start_boottime_ns: r.parent_start_boottime_ns,
                 }))
             }
             REC_EXIT => {
@@ -183,6 +188,7 @@ impl ExecRecord {
             dev: raw.dev,
             ino: raw.ino,
             start_boottime_ns: raw.start_boottime_ns,
+            parent_start_boottime_ns: raw.parent_start_boottime_ns,
             path: path_from_components(as_bytes(&raw.path[..path_len])),
             path_truncated: raw.flags & PATH_TRUNCATED != 0,
             argv: split_nul(as_bytes(&raw.args[..args_len])),
@@ -268,12 +274,12 @@ mod tests {
 
     #[test]
     fn layouts_match_the_c_records() {
-        // As in bpf/process.h: 12 u32 + 4 u64 + two 1024-byte buffers; 6 u32 + u64 (twice).
+        // As in bpf/process.h: 12 u32 + 5 u64 + two 1024-byte buffers; 6 u32 + 2 u64; 6 u32 + u64.
         assert_eq!(
             std::mem::size_of::<RawExecEvent>(),
-            12 * 4 + 4 * 8 + 2 * 1024
+            12 * 4 + 5 * 8 + 2 * 1024
         );
-        assert_eq!(std::mem::size_of::<RawForkEvent>(), 6 * 4 + 8);
+        assert_eq!(std::mem::size_of::<RawForkEvent>(), 6 * 4 + 2 * 8);
         assert_eq!(std::mem::size_of::<RawExitEvent>(), 6 * 4 + 8);
     }
 

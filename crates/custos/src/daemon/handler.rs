@@ -21,6 +21,7 @@ pub struct Daemon {
     pub started: Instant,
     pub output: Arc<Output>,
     pub group: Arc<Group>,
+    pub telemetry: Arc<super::telemetry::Telemetry>,
     /// Serialises rule and mode changes: the rule set applied is always the one last stored,
     /// and the lockdown guard always judges the rules and mode that will be in force.
     pub rule_lock: Mutex<()>,
@@ -91,6 +92,7 @@ impl Daemon {
             unmarked_on_write: self.group.stats().unmarked_on_write.load(Relaxed),
             bad_events: self.group.stats().bad_events.load(Relaxed),
             read_errors: self.group.stats().read_errors.load(Relaxed),
+            telemetry: self.telemetry.status(),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod guard;
 mod handler;
 mod output;
+mod telemetry;
 
 pub use handler::evaluate_all;
 
@@ -78,6 +79,11 @@ fn serve(
         group.clone(),
     )?);
     let n_rules = arbiter.rules().rules().len();
+    let telemetry = if cfg.telemetry.process {
+        telemetry::Telemetry::start(output.clone()).context("cannot start process telemetry")?
+    } else {
+        telemetry::Telemetry::off()
+    };
     let watched_live: follow::Watched = Arc::new(Mutex::new(watched));
     let daemon = Arc::new(Daemon {
         arbiter: arbiter.clone(),
@@ -87,6 +93,7 @@ fn serve(
         started: Instant::now(),
         output: output.clone(),
         group: group.clone(),
+        telemetry: telemetry.clone(),
         rule_lock: Mutex::new(()),
     });
     custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;
@@ -105,6 +112,7 @@ fn serve(
     let run = group.run(&stop, |held| arbiter.submit(held));
     tracing::info!("stopping: answering pending execs");
     arbiter.shutdown();
+    daemon.telemetry.stop();
     output.close(Duration::from_secs(3));
     run.context("exec sensor failed")?;
     Ok(())

@@ -14,7 +14,7 @@ const QUEUE: usize = 65_536;
 
 /// The event output.
 pub struct Output {
-    tx: Mutex<Option<crossbeam_channel::Sender<ExecEvent>>>,
+    tx: Mutex<Option<crossbeam_channel::Sender<String>>>,
     written: Arc<AtomicU64>,
     dropped: AtomicU64,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -35,7 +35,7 @@ impl Output {
                     .with_context(|| format!("cannot open event output {target}"))?,
             )
         };
-        let (tx, rx) = crossbeam_channel::bounded::<ExecEvent>(QUEUE);
+        let (tx, rx) = crossbeam_channel::bounded::<String>(QUEUE);
         let written = Arc::new(AtomicU64::new(0));
         let w = written.clone();
         let writer = std::thread::Builder::new()
@@ -43,8 +43,7 @@ impl Output {
             .spawn(move || {
                 let mut out = BufWriter::new(sink);
                 let mut failed = false;
-                while let Ok(ev) = rx.recv() {
-                    let mut line = ev.to_json_line();
+                while let Ok(mut line) = rx.recv() {
                     line.push('\n');
                     let mut ok = out.write_all(line.as_bytes()).is_ok();
                     if rx.is_empty() {
@@ -100,12 +99,19 @@ impl Output {
     }
 }
 
-impl custos_verdict::Sink for Output {
-    fn emit(&self, event: ExecEvent) {
+impl Output {
+    /// Queues one JSON line (without newline); counts it as dropped if the queue is full.
+    pub fn emit_line(&self, line: String) {
         let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let sent = guard.as_ref().is_some_and(|tx| tx.try_send(event).is_ok());
+        let sent = guard.as_ref().is_some_and(|tx| tx.try_send(line).is_ok());
         if !sent {
             self.dropped.fetch_add(1, Relaxed);
         }
+    }
+}
+
+impl custos_verdict::Sink for Output {
+    fn emit(&self, event: ExecEvent) {
+        self.emit_line(event.to_json_line());
     }
 }
