@@ -298,11 +298,7 @@ fn a_remount_reusing_the_device_number_is_watched() {
     let sb = Sandbox::started("monitor", "[exec]\nwatch_types = [\"ramfs\"]\n");
     let mnt = sb.mount_extra("again", "ramfs");
     let mnt_s = mnt.to_str().unwrap().to_owned();
-    let t0 = Instant::now();
-    while !sb.watched_mounts().contains(&mnt_s) {
-        assert!(t0.elapsed() < Duration::from_secs(5), "mount not watched");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sb.wait_watched(&mnt);
     let dev_before = fs::metadata(&mnt).unwrap().dev();
 
     // Replace the filesystem while the agent is stopped, so its mount follower only sees the
@@ -310,11 +306,9 @@ fn a_remount_reusing_the_device_number_is_watched() {
     // superblock's mountinfo line is typically identical to the old one.
     let agent = nix::unistd::Pid::from_raw(sb.pid());
     kill(agent, Signal::SIGSTOP).unwrap();
-    let t0 = Instant::now();
-    while !all_threads_stopped(sb.pid()) {
-        assert!(t0.elapsed() < Duration::from_secs(5), "agent did not stop");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(Duration::from_secs(5), "agent did not stop", || {
+        all_threads_stopped(sb.pid())
+    });
     let target = CString::new(mnt.as_os_str().as_bytes()).unwrap();
     let ramfs = CString::new("ramfs").unwrap();
     // SAFETY: plain syscalls on valid C strings.

@@ -142,14 +142,7 @@ fn filesystems_mounted_after_start_are_watched() {
     let sb = Sandbox::started("monitor", "[exec]\nwatch_types = [\"ramfs\"]\n");
     let late = sb.mount_extra("late", "ramfs");
     let late_s = late.to_str().unwrap().to_owned();
-    let t0 = Instant::now();
-    while !sb.watched_mounts().contains(&late_s) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "new mount not watched"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sb.wait_watched(&late);
     // A program unique to this test (true + a tail), blocked by hash.
     let mut bytes = std::fs::read("/bin/true").unwrap();
     bytes.extend_from_slice(late_s.as_bytes());
@@ -167,14 +160,7 @@ fn filesystems_mounted_after_start_are_watched() {
         .status()
         .unwrap();
     assert!(st.success());
-    let t0 = Instant::now();
-    while sb.watched_mounts().contains(&late_s) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "unmounted fs still listed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sb.wait_listed(&late, false);
 }
 
 #[test]
@@ -290,11 +276,7 @@ fn a_stuck_event_reader_neither_holds_execs_nor_blocks_shutdown() {
         .unwrap();
     let _unread = child.stdout.take().unwrap();
     sb.agent = Some(child);
-    let t0 = Instant::now();
-    while !sb.cli(&["status"]).status.success() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "agent not ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sb.wait_ready();
     let p = sb.install("/bin/true", "t");
     let t0 = Instant::now();
     for _ in 0..300 {

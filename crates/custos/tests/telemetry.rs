@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn telemetry_events(sb: &Sandbox, pid: u32, action: &str) -> Vec<Value> {
     sb.events_at_least(0)
@@ -20,17 +20,16 @@ fn telemetry_events(sb: &Sandbox, pid: u32, action: &str) -> Vec<Value> {
 }
 
 fn wait_event(sb: &Sandbox, pid: u32, action: &str) -> Value {
-    let t0 = Instant::now();
-    loop {
-        if let Some(e) = telemetry_events(sb, pid, action).pop() {
-            return e;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "no {action} event for {pid}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut found = None;
+    wait_until(
+        Duration::from_secs(10),
+        format!("no {action} event for {pid}"),
+        || {
+            found = telemetry_events(sb, pid, action).pop();
+            found.is_some()
+        },
+    );
+    found.unwrap()
 }
 
 #[test]
@@ -39,15 +38,11 @@ fn process_telemetry_reports_fork_exec_and_exit_with_one_entity_id() {
         return;
     }
     let sb = Sandbox::started("monitor", "[telemetry]\nprocess = true\n");
-    let t0 = Instant::now();
-    while sb.status()["telemetry"]["process"] != "running" {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "{}",
-            sb.status()["telemetry"]
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(10),
+        "process telemetry not running",
+        || sb.status()["telemetry"]["process"] == "running",
+    );
     let prog = sb.install("/bin/true", "tele");
     let child = std::process::Command::new(&prog)
         .args(["--x", "y z"])

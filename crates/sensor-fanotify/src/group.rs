@@ -56,13 +56,6 @@ pub struct SensorStats {
     pub read_errors: AtomicU64,
 }
 
-/// Why [`Group::run`] returned.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// The stop fd became readable.
-    Requested,
-}
-
 impl Group {
     /// Creates the group: `FAN_CLASS_CONTENT | FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS`, event
     /// fds opened read-only and close-on-exec.
@@ -203,7 +196,7 @@ impl Group {
         self: &Arc<Self>,
         stop: &OwnedFd,
         mut on_exec: impl FnMut(HeldExec),
-    ) -> Result<Stop, SensorError> {
+    ) -> Result<(), SensorError> {
         loop {
             let mut fds = [
                 PollFd::new(self.fan.as_fd(), PollFlags::POLLIN),
@@ -215,7 +208,7 @@ impl Group {
                 Err(e) => return Err(SensorError::Read(e)),
             }
             if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                return Ok(Stop::Requested);
+                return Ok(());
             }
             if !fds[0]
                 .revents()

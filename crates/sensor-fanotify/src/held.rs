@@ -58,14 +58,7 @@ impl Held for HeldExec {
     fn key(&self) -> io::Result<FileKey> {
         let ev = self.event()?;
         let fd = ev.fd().ok_or_else(|| io::Error::other("event has no fd"))?;
-        let st = nix::sys::stat::fstat(fd)?;
-        Ok(FileKey {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size as u64,
-            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
-            ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
-        })
+        Ok(FileKey::from_stat(&nix::sys::stat::fstat(fd)?))
     }
 
     fn path(&self) -> Option<String> {

@@ -11,6 +11,6 @@ mod held;
 pub mod mounts;
 pub mod procfs;
 
-pub use group::{Group, SensorError, SensorStats, Stop};
+pub use group::{Group, SensorError, SensorStats};
 pub use held::HeldExec;
 pub use mounts::WatchedFs;

@@ -78,6 +78,23 @@ struct Holds<H> {
     next_id: u64,
 }
 
+/// A computed verdict on its way to one hold.
+struct Answer<'a> {
+    key: FileKey,
+    verdict: Verdict,
+    sha256: Option<&'a str>,
+    /// Answered from the user-space cache.
+    cached: bool,
+    /// A kernel ignore mark may follow an allow: the verdict holds for every path to this
+    /// content, and the content was stable and old enough to trust its key (see `RACY_NS`).
+    markable: bool,
+    mode: Mode,
+    generation: u64,
+    path: Option<String>,
+    /// Write a decision event.
+    log: bool,
+}
+
 struct Job {
     key: FileKey,
     content: Box<dyn Content>,
@@ -204,14 +221,17 @@ impl<H: Held> Arbiter<H> {
             };
             inner.conclude(
                 held,
-                key,
-                verdict,
-                Some(&c.sha256),
-                true,
-                mode,
-                generation,
-                path,
-                log,
+                Answer {
+                    key,
+                    verdict,
+                    sha256: Some(&c.sha256),
+                    cached: true,
+                    markable: !verdict.path_dependent,
+                    mode,
+                    generation,
+                    path,
+                    log,
+                },
             );
             return;
         }
@@ -430,24 +450,19 @@ impl<H: Held> Inner<H> {
     }
 
     /// Answers one hold with a computed verdict: ignore mark for a clean allow, counters, event.
-    #[allow(clippy::too_many_arguments)]
-    fn conclude(
-        &self,
-        held: H,
-        key: FileKey,
-        v: Verdict,
-        sha256: Option<&str>,
-        cached: bool,
-        mode: Mode,
-        generation: u64,
-        path: Option<String>,
-        log: bool,
-    ) {
-        if self.opts.kernel_cache
-            && v.decision == Decision::Allow
-            && !v.would_deny
-            && !v.path_dependent
-        {
+    fn conclude(&self, held: H, a: Answer<'_>) {
+        let Answer {
+            key,
+            verdict: v,
+            sha256,
+            cached,
+            markable,
+            mode,
+            generation,
+            path,
+            log,
+        } = a;
+        if self.opts.kernel_cache && markable && v.decision == Decision::Allow && !v.would_deny {
             // Under the policy lock so a concurrent rule change cannot flush before we mark.
             let p = lock(&self.policy);
             if p.generation == generation {

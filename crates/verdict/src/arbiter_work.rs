@@ -1,9 +1,9 @@
 //! The hashing worker of the [`Arbiter`](super::Arbiter): hash one file (or give up when nobody
 //! waits any more), decide, cache, and answer every hold waiting on that file.
 
-use super::{lock, wall_ns, Held, Inner, Job, JobResult, Pending, RACY_NS};
+use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, RACY_NS};
 use crate::cache::Cached;
-use crate::engine::{evaluate, Verdict};
+use crate::engine::evaluate;
 use crate::file::sha256_hex_while;
 use crate::stats::Stats;
 use custos_event::Decision;
@@ -73,6 +73,7 @@ impl<H: Held> Inner<H> {
         // an allow may not (see RACY_NS).
         let allows = verdict.decision == Decision::Allow && !verdict.would_deny;
         let cacheable = stable && !(racy && allows);
+        let sha: std::sync::Arc<str> = sha.into();
         if cacheable {
             let p = lock(&self.policy);
             if p.generation == generation {
@@ -98,23 +99,22 @@ impl<H: Held> Inner<H> {
             } else {
                 verdict
             };
-            // A file changed while being read (or changed too recently to tell) was judged on
-            // what was read, but gets no mark.
-            let v = Verdict {
-                path_dependent: v.path_dependent || !cacheable,
-                ..v
-            };
             self.first_sight(p.key, p.held.pid());
             self.conclude(
                 p.held,
-                p.key,
-                v,
-                Some(&sha),
-                false,
-                mode,
-                generation,
-                path,
-                true,
+                Answer {
+                    key: p.key,
+                    verdict: v,
+                    sha256: Some(&sha),
+                    cached: false,
+                    // A file changed while being read (or too recently to tell) was judged on
+                    // what was read, but gets no mark.
+                    markable: !v.path_dependent && cacheable,
+                    mode,
+                    generation,
+                    path,
+                    log: true,
+                },
             );
         }
     }

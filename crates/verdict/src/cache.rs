@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Cached {
     /// The verdict computed for this content.
     pub verdict: Verdict,
-    /// The content's SHA-256.
-    pub sha256: String,
+    /// The content's SHA-256 (shared: a hit must not allocate).
+    pub sha256: std::sync::Arc<str>,
 }
 
 /// The cache.

@@ -24,12 +24,34 @@ pub struct FileKey {
 impl FileKey {
     /// From `stat`/`fstat` metadata.
     pub fn from_metadata(m: &std::fs::Metadata) -> FileKey {
+        Self::from_parts(
+            m.dev(),
+            m.ino(),
+            m.size(),
+            (m.mtime(), m.mtime_nsec()),
+            (m.ctime(), m.ctime_nsec()),
+        )
+    }
+
+    /// From a raw `struct stat` (what `fstat` on an fd the caller does not own returns).
+    pub fn from_stat(st: &libc::stat) -> FileKey {
+        Self::from_parts(
+            st.st_dev,
+            st.st_ino,
+            st.st_size as u64,
+            (st.st_mtime, st.st_mtime_nsec),
+            (st.st_ctime, st.st_ctime_nsec),
+        )
+    }
+
+    fn from_parts(dev: u64, ino: u64, size: u64, mtime: (i64, i64), ctime: (i64, i64)) -> FileKey {
+        let ns = |(s, n): (i64, i64)| i128::from(s) * 1_000_000_000 + i128::from(n);
         FileKey {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+            dev,
+            ino,
+            size,
+            mtime_ns: ns(mtime),
+            ctime_ns: ns(ctime),
         }
     }
 }

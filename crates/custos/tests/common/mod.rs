@@ -226,6 +226,16 @@ impl Sandbox {
     }
 }
 
+/// Polls `done` every 10 ms until it holds; fails the test with `what` after `limit`.
+#[track_caller]
+pub fn wait_until(limit: Duration, what: impl std::fmt::Display, mut done: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < limit, "{what} (waited {limit:?})");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn wait_timeout(c: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
@@ -352,14 +362,11 @@ impl Sandbox {
 
     /// Waits (up to 10 s) until the agent holds at least `n` execs.
     pub fn wait_pending(&self, n: u64) {
-        let t0 = Instant::now();
-        while self.stat("pending") < n {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "{n} execs were not held"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(
+            Duration::from_secs(10),
+            format!("{n} execs were not held"),
+            || self.stat("pending") >= n,
+        );
     }
 
     /// Events for one executable, waiting up to 5 s until there are at least `n`.
@@ -385,11 +392,23 @@ pub fn settle() {
 impl Sandbox {
     /// Waits (up to 5 s) until `custos status` lists `mount` as watched.
     pub fn wait_watched(&self, mount: &Path) {
+        self.wait_listed(mount, true);
+    }
+
+    /// Waits (up to 5 s) until `custos status` lists `mount` as watched, or no longer does.
+    pub fn wait_listed(&self, mount: &Path, listed: bool) {
         let m = mount.to_str().expect("utf8").to_owned();
-        let t0 = Instant::now();
-        while !self.watched_mounts().contains(&m) {
-            assert!(t0.elapsed() < Duration::from_secs(5), "{m} not watched");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(5),
+            format!("{m} listed: {listed}"),
+            || self.watched_mounts().contains(&m) == listed,
+        );
+    }
+
+    /// Waits (up to 10 s) until the agent answers on its control socket.
+    pub fn wait_ready(&self) {
+        wait_until(Duration::from_secs(10), "agent not ready", || {
+            self.cli(&["status"]).status.success()
+        });
     }
 }
