@@ -1,19 +1,81 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Process sensor: one record per exec, with the resolved path of the executable and argv.
+/* Process sensor: exec (resolved path, argv, cwd), fork/thread, exit, executable mappings
+ * (image loads) and injection (ptrace, process_vm_writev) — and the in-kernel half of
+ * judging execs fanotify cannot see (memfd, unwatched filesystems): hold them with SIGSTOP
+ * for user space, or kill at once those whose (dev, ino) is known to be blocked.
+ *
  * Kernel requirements: BTF (CONFIG_DEBUG_INFO_BTF) for tp_btf and CO-RE; BPF ring buffer
- * (5.8+). bpf_d_path is not available to tp_btf programs, so the path is walked here. */
+ * (5.8+); bpf_loop (5.17+); syscall tracepoints (CONFIG_FTRACE_SYSCALLS, tracefs) for image
+ * and injection events; bpf_send_signal_task (6.13+) to kill a held exec someone resumed. */
 #include "vmlinux_min.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "process.h"
+#include "path.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
+#define SIGKILL 9
+#define SIGCONT 18
+#define SIGSTOP 19
+#define PROT_EXEC 4
+#define MAP_ANONYMOUS 0x20
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
+	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct settings);
+} settings_map SEC(".maps");
+
+/* Kernel dev_t -> CUSTOS_DEV_* bits, kept by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} devs SEC(".maps");
+
+/* Files whose verdict is deny, for as long as their ctime is unchanged. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct file_id);
+	__type(value, struct blocked_file);
+} blocked SEC(".maps");
+
+/* Processes stopped for judgement: tgid -> start time. Removed by user space before it
+ * resumes one; any other SIGCONT, ptrace or process_vm_writev aimed at one is tampering. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} held SEC(".maps");
+
+/* A syscall's arguments between its enter and exit tracepoints, by thread. */
+struct pending_call {
+	__u32 what; /* CUSTOS_REC_IMAGE or CUSTOS_INJECT_* */
+	__u32 fd;
+	__u64 prot;
+	__u64 len;
+	__u64 off;
+	__u64 target;
+	__u64 request;
+	__u64 addr;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct pending_call);
+} calls SEC(".maps");
 
 /* Reservation failures (ring buffer full): never silent. */
 __u64 lost = 0;
@@ -22,95 +84,100 @@ __u64 lost = 0;
 struct exec_event _exec_event = {};
 struct fork_event _fork_event = {};
 struct exit_event _exit_event = {};
+struct image_event _image_event = {};
+struct inject_event _inject_event = {};
+struct settings _settings = {};
+struct file_id _file_id = {};
+struct blocked_file _blocked_file = {};
 
-/* Scratch space for building the path: bpf_loop callbacks write here (a map value the verifier
- * can bound), then the result is copied into the ring-buffer record. */
-struct scratch {
-	char path[CUSTOS_PATH_BUF];
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct scratch);
-} scratch_map SEC(".maps");
+extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym __weak;
+extern void bpf_task_release(struct task_struct *p) __ksym __weak;
+extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
+				u64 value) __ksym __weak;
 
-struct walk {
-	struct dentry *d;
-	struct vfsmount *vm;
-	struct mount *m;
-	__u32 off;
-	__u32 flags;
-};
-
-/* One step of the walk from the executable up to the namespace root, appending names leaf
- * first, each NUL-terminated. bpf_loop (5.17+) verifies this once instead of per iteration. */
-static long walk_step(__u32 i, void *arg)
+static __always_inline void *reserve(__u64 size)
 {
-	struct walk *w = arg;
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
-	if (!s)
-		return 1;
-	/* Locals, not w->…: CO-RE must relocate kernel types only, never this struct. */
-	struct dentry *d = w->d;
-	struct vfsmount *vm = w->vm;
-	struct mount *m = w->m;
-	struct dentry *root = BPF_CORE_READ(vm, mnt_root);
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
-
-	if (d == root || d == parent) {
-		struct mount *up = BPF_CORE_READ(m, mnt_parent);
-		if (up == m || !up)
-			return 1;                         /* reached the root of the namespace */
-		w->d = BPF_CORE_READ(m, mnt_mountpoint); /* continue in the parent mount */
-		w->m = up;
-		w->vm = (struct vfsmount *)((char *)up + bpf_core_field_offset(struct mount, mnt));
-		return 0;
-	}
-	__u32 off = w->off;
-	if (off > CUSTOS_PATH_BUF - CUSTOS_NAME_MAX) {
-		w->flags |= CUSTOS_PATH_TRUNCATED;
-		return 1;
-	}
-	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
-	long n = bpf_probe_read_kernel_str(&s->path[off], CUSTOS_NAME_MAX, name);
-	if (n <= 0)
-		return 1;
-	w->off = off + n;
-	w->d = parent;
-	return 0;
+	void *e = bpf_ringbuf_reserve(&events, size, 0);
+	if (!e)
+		__sync_fetch_and_add(&lost, 1);
+	return e;
 }
 
-static __always_inline void walk_path(struct exec_event *e, struct dentry *d, struct vfsmount *vm)
+static __always_inline __u32 tgid(void)
 {
-	struct walk w = {
-		.d = d,
-		.vm = vm,
-		.m = (struct mount *)((char *)vm - bpf_core_field_offset(struct mount, mnt)),
-	};
-	long steps = bpf_loop(CUSTOS_MAX_DEPTH, walk_step, &w, 0);
-	if (steps >= CUSTOS_MAX_DEPTH)
-		w.flags |= CUSTOS_PATH_TRUNCATED;
-	e->flags |= w.flags;
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
-	/* Constant size: the verifier cannot follow a variable one here; path_len marks the end. */
-	if (s && bpf_probe_read_kernel(e->path, CUSTOS_PATH_BUF, s->path) == 0)
-		e->path_len = w.off;
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+/* Known-blocked file, unchanged since its verdict (ctime compared where the kernel has the
+ * 6.11+ split fields; older kernels match on (dev, ino) alone). */
+static __always_inline bool is_blocked(struct inode *ino, __u64 dev, __u64 i)
+{
+	struct file_id id = {.dev = dev, .ino = i};
+	struct blocked_file *b = bpf_map_lookup_elem(&blocked, &id);
+	if (!b)
+		return false;
+	if (bpf_core_field_exists(ino->i_ctime_sec))
+		return BPF_CORE_READ(ino, i_ctime_sec) == b->ctime_sec &&
+		       BPF_CORE_READ(ino, i_ctime_nsec) == b->ctime_nsec;
+	return true;
+}
+
+/* Should an exec from this filesystem wait for user space? */
+static __always_inline bool wants_hold(struct settings *cfg, __u32 dev)
+{
+	__u32 *bits = bpf_map_lookup_elem(&devs, &dev);
+	__u32 b = bits ? *bits : 0;
+	if (cfg->hold_scope == CUSTOS_HOLD_UNWATCHED)
+		return !(b & CUSTOS_DEV_WATCHED);
+	if (cfg->hold_scope == CUSTOS_HOLD_MARKED)
+		return b & CUSTOS_DEV_HOLD;
+	return false;
 }
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__sync_fetch_and_add(&lost, 1);
-		return 0;
+	struct file *f = BPF_CORE_READ(bprm, file);
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	__u64 ino = BPF_CORE_READ(inode, i_ino);
+	__u32 dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	__u32 zero = 0, flags = 0;
+	__u32 pid = BPF_CORE_READ(p, tgid);
+	__u64 start = BPF_CORE_READ(p, start_boottime);
+	struct settings *cfg = bpf_map_lookup_elem(&settings_map, &zero);
+	bool hold = false;
+
+	/* The verdict first: it must not depend on there being room to report it. */
+	if (cfg && pid != cfg->self_pid) {
+		if (is_blocked(inode, dev, ino)) {
+			bpf_send_signal(SIGKILL);
+			flags |= CUSTOS_EXEC_KILLED;
+		} else if (wants_hold(cfg, dev)) {
+			flags |= CUSTOS_EXEC_UNSEEN;
+			hold = true;
+		}
 	}
+	struct exec_event *e = reserve(sizeof(*e));
+	if (hold && (!e || bpf_map_update_elem(&held, &pid, &start, BPF_ANY) != 0)) {
+		/* Nobody would ever resume it: let it run, or kill it where the mode says so. */
+		hold = false;
+		flags |= CUSTOS_EXEC_OVERLOAD;
+		if (cfg && cfg->kill_on_overload) {
+			bpf_send_signal(SIGKILL);
+			flags |= CUSTOS_EXEC_KILLED;
+		}
+	}
+	if (hold) {
+		/* Delivered before the new program's first instruction. */
+		bpf_send_signal(SIGSTOP);
+		flags |= CUSTOS_EXEC_HELD;
+	}
+	if (!e)
+		return 0;
 	e->kind = CUSTOS_REC_EXEC;
 	e->_pad = 0;
-	e->pid = BPF_CORE_READ(p, tgid);
+	e->_pad2 = 0;
+	e->pid = pid;
 	e->tid = BPF_CORE_READ(p, pid);
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
 	e->uid = BPF_CORE_READ(p, real_cred, uid.val);
@@ -118,41 +185,45 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	e->euid = BPF_CORE_READ(p, real_cred, euid.val);
 	e->egid = BPF_CORE_READ(p, real_cred, egid.val);
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->start_boottime_ns = BPF_CORE_READ(p, start_boottime);
+	e->start_boottime_ns = start;
 	e->parent_start_boottime_ns = BPF_CORE_READ(p, real_parent, start_boottime);
-	e->flags = 0;
-	e->path_len = 0;
+	e->ino = ino;
+	e->dev = dev;
 	e->args_len = 0;
 
-	struct file *f = BPF_CORE_READ(bprm, file);
-	e->ino = BPF_CORE_READ(f, f_inode, i_ino);
-	e->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
-	walk_path(e, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt));
+	__u32 cut = 0;
+	e->path_len = walk_path(e->path, BPF_CORE_READ(f, f_path.dentry),
+				BPF_CORE_READ(f, f_path.mnt), &cut);
+	if (cut)
+		flags |= CUSTOS_PATH_TRUNCATED;
+	e->cwd_len = walk_path(e->cwd, BPF_CORE_READ(p, fs, pwd.dentry),
+			       BPF_CORE_READ(p, fs, pwd.mnt), &cut);
+	if (cut)
+		flags |= CUSTOS_CWD_TRUNCATED;
 
-	unsigned long start = BPF_CORE_READ(p, mm, arg_start);
-	unsigned long end = BPF_CORE_READ(p, mm, arg_end);
-	unsigned long want = end > start ? end - start : 0;
+	unsigned long a0 = BPF_CORE_READ(p, mm, arg_start);
+	unsigned long a1 = BPF_CORE_READ(p, mm, arg_end);
+	unsigned long want = a1 > a0 ? a1 - a0 : 0;
 	/* At most BUF - 1 bytes, masked so the verifier sees the bound; never read past arg_end
 	 * (it can be the last page of the stack). */
 	__u32 len = want > CUSTOS_ARGS_BUF - 1 ? CUSTOS_ARGS_BUF - 1 : want;
 	if (want > len)
-		e->flags |= CUSTOS_ARGS_TRUNCATED;
+		flags |= CUSTOS_ARGS_TRUNCATED;
 	len &= CUSTOS_ARGS_BUF - 1;
-	if (len > 0 && bpf_probe_read_user(e->args, len, (void *)start) == 0)
+	if (len > 0 && bpf_probe_read_user(e->args, len, (void *)a0) == 0)
 		e->args_len = len;
-
-	bpf_ringbuf_submit(e, 0);
+	e->flags = flags;
+	/* A held process waits on this record: wake the reader now. */
+	bpf_ringbuf_submit(e, hold ? BPF_RB_FORCE_WAKEUP : 0);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
-	struct fork_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__sync_fetch_and_add(&lost, 1);
+	struct fork_event *e = reserve(sizeof(*e));
+	if (!e)
 		return 0;
-	}
 	e->kind = CUSTOS_REC_FORK;
 	e->parent_pid = BPF_CORE_READ(parent, tgid);
 	e->parent_tid = BPF_CORE_READ(parent, pid);
@@ -170,18 +241,22 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *p)
 {
-	struct exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__sync_fetch_and_add(&lost, 1);
+	__u32 pid = BPF_CORE_READ(p, tgid);
+	__u32 tid = BPF_CORE_READ(p, pid);
+	if (pid == tid)
+		bpf_map_delete_elem(&held, &pid);
+	struct exit_event *e = reserve(sizeof(*e));
+	if (!e)
 		return 0;
-	}
 	e->kind = CUSTOS_REC_EXIT;
-	e->pid = BPF_CORE_READ(p, tgid);
-	e->tid = BPF_CORE_READ(p, pid);
+	e->pid = pid;
+	e->tid = tid;
 	e->exit_code = BPF_CORE_READ(p, exit_code);
-	e->is_thread = e->tid != e->pid;
+	e->is_thread = tid != pid;
 	e->_pad = 0;
 	e->start_boottime_ns = BPF_CORE_READ(p, start_boottime);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
+
+#include "calls.h"

@@ -29,8 +29,39 @@ typedef unsigned long size_t;
 enum { false = 0, true = 1 };
 
 enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
+};
+
+enum {
+	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+	BPF_RB_FORCE_WAKEUP = 2,
+};
+
+struct kernel_siginfo;
+
+enum pid_type {
+	PIDTYPE_PID,
+	PIDTYPE_TGID,
+	PIDTYPE_PGID,
+	PIDTYPE_SID,
+	PIDTYPE_MAX,
+};
+
+/* Classic syscall tracepoints: a fixed ABI (see events/syscalls/<name>/format), not CO-RE. */
+struct syscall_enter_ctx {
+	__u64 common;
+	long nr;
+	unsigned long args[6];
+};
+struct syscall_exit_ctx {
+	__u64 common;
+	long nr;
+	long ret;
 };
 
 #pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
@@ -56,6 +87,8 @@ struct super_block {
 struct inode {
 	unsigned long i_ino;
 	struct super_block *i_sb;
+	s64 i_ctime_sec;  /* 6.11+ */
+	u32 i_ctime_nsec; /* 6.11+ */
 };
 
 struct dentry {
@@ -96,6 +129,19 @@ struct cred {
 	kgid_t egid;
 };
 
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
+};
+
+struct fs_struct {
+	struct path pwd;
+};
+
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
@@ -109,6 +155,8 @@ struct task_struct {
 	struct task_struct *group_leader;
 	const struct cred *real_cred;
 	struct mm_struct *mm;
+	struct files_struct *files;
+	struct fs_struct *fs;
 	u64 start_boottime;
 };
 

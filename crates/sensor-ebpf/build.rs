@@ -9,7 +9,13 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let clang = std::env::var("CUSTOS_CLANG").unwrap_or_else(|_| "clang-19".into());
-    for f in ["process.bpf.c", "process.h", "vmlinux_min.h"] {
+    for f in [
+        "process.bpf.c",
+        "process.h",
+        "path.h",
+        "calls.h",
+        "vmlinux_min.h",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
     println!("cargo:rerun-if-env-changed=CUSTOS_CLANG");

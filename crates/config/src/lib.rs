@@ -64,12 +64,37 @@ pub struct Config {
 }
 
 /// `[telemetry]`: event sensors besides the exec verdict loop.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// eBPF process events (exec with full path and argv, fork, thread, exit) to the event
-    /// output. Off by default until the sensor is complete (issue 3).
+    /// The eBPF process sensor: exec (path, argv, cwd), fork, thread, exit, image-load and
+    /// injection events, the process table, and holds for execs fanotify cannot see
+    /// (`exec.unseen`). If it cannot load, the agent runs without it and says why.
     pub process: bool,
+    /// Also report every executable mapping (shared libraries). Many per process start.
+    pub images: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            process: true,
+            images: true,
+        }
+    }
+}
+
+/// `exec.unseen`: which execs that never reach fanotify (memfd, unwatched filesystems) the
+/// eBPF sensor stops for a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unseen {
+    /// None: they run unjudged (still reported as process events).
+    Off,
+    /// `memfd_create` programs only.
+    Memfd,
+    /// Everything not on a watched filesystem, memfd included.
+    Unwatched,
 }
 
 /// Filesystem types watched by default: local, and able to hold executable files.
@@ -98,6 +123,9 @@ pub struct ExecConfig {
     pub kernel_cache: bool,
     /// Files larger than this many MiB are not hashed; the mode's fallback applies at once.
     pub max_hash_mb: u64,
+    /// Execs fanotify cannot see that the eBPF sensor holds (SIGSTOP) for the same verdict.
+    /// Needs `telemetry.process`.
+    pub unseen: Unseen,
 }
 
 impl Default for Config {
@@ -127,6 +155,7 @@ impl Default for ExecConfig {
             cache_entries: 65_536,
             kernel_cache: true,
             max_hash_mb: 2048,
+            unseen: Unseen::Unwatched,
         }
     }
 }

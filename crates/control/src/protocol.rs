@@ -122,6 +122,24 @@ pub struct TelemetryStatus {
     pub lost: u64,
     /// Records that could not be decoded.
     pub decode_errors: u64,
+    /// Parts of the sensor that are not running, each with the reason.
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// Processes in the process table (live and recently exited).
+    #[serde(default)]
+    pub processes: u64,
+    /// Which execs fanotify cannot see are held for a verdict (`off`, `memfd`, `unwatched`).
+    #[serde(default)]
+    pub unseen: String,
+    /// Execs held for a verdict so far.
+    #[serde(default)]
+    pub holds: u64,
+    /// Execs killed in the kernel because their file was known to be blocked.
+    #[serde(default)]
+    pub kernel_kills: u64,
+    /// Execs that should have been held but could not be (map or ring buffer full).
+    #[serde(default)]
+    pub unheld: u64,
 }
 
 /// `evaluate` payload.

@@ -99,6 +99,14 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
         "process telemetry:  {} ({} records, {} lost, {} undecodable)",
         t.process, t.records, t.lost, t.decode_errors
     );
+    for m in &t.missing {
+        println!("  missing:          {m}");
+    }
+    println!("process table:      {} processes", t.processes);
+    println!(
+        "unseen execs:       hold {} ({} held, {} killed in kernel, {} could not be held)",
+        t.unseen, t.holds, t.kernel_kills, t.unheld
+    );
     println!(
         "events:             {} written, {} dropped",
         s.events_written, s.events_dropped

@@ -82,11 +82,11 @@ fn process_telemetry_reports_fork_exec_and_exit_with_one_entity_id() {
 }
 
 #[test]
-fn process_telemetry_is_off_by_default() {
+fn process_telemetry_can_be_switched_off() {
     if !root_or_skip() {
         return;
     }
-    let sb = Sandbox::started("monitor", "");
+    let sb = Sandbox::started("monitor", "[telemetry]\nprocess = false\n");
     assert_eq!(sb.status()["telemetry"]["process"], "off");
     assert_runs(&sb.install("/bin/true", "t"));
     let e = sb.events_at_least(1);

@@ -77,6 +77,8 @@ pub enum Reason {
     Overload,
     /// The agent was stopping; the mode's fallback applied.
     Shutdown,
+    /// Killed in the kernel: an earlier verdict denied this unchanged file.
+    KernelBlocked,
 }
 
 impl Reason {
@@ -90,6 +92,7 @@ impl Reason {
             Reason::Error => "error",
             Reason::Overload => "overload",
             Reason::Shutdown => "shutdown",
+            Reason::KernelBlocked => "kernel_blocked",
         }
     }
 }
@@ -158,6 +161,7 @@ impl ExecEvent {
                 "category": ["process"],
                 "type": ["start"],
                 "action": "exec",
+                "module": "custos.exec",
                 "outcome": self.outcome(),
                 "reason": self.reason.as_str(),
             },

@@ -5,9 +5,11 @@
 //! (`{"event":{"action":"exec"}}` rather than dotted keys), so shippers ingest it as is.
 //! Fields that are not ECS live under `custos.*`.
 
+mod activity;
 mod exec;
 mod process;
 
+pub use activity::{ImageEvent, InjectEvent, LossEvent, ProcessRef};
 pub use exec::{Decision, ExecEvent, Mode, Reason};
 pub use process::{ProcessAction, ProcessEvent};
 

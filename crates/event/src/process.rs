@@ -78,6 +78,15 @@ pub struct ProcessEvent {
     pub dev_ino: Option<(u64, u64)>,
     /// Cgroup v2 id (exec).
     pub cgroup_id: Option<u64>,
+    /// Working directory (exec).
+    pub working_directory: Option<String>,
+    /// The working directory was cut at the sensor's limit.
+    pub cwd_truncated: bool,
+    /// What the kernel did about an exec fanotify cannot see: `held`, `killed`, `unheld`,
+    /// `overload_killed`.
+    pub hold: Option<&'static str>,
+    /// fanotify cannot see this exec (memfd, unwatched filesystem).
+    pub unseen: bool,
 }
 
 impl ProcessEvent {
@@ -106,6 +115,9 @@ impl ProcessEvent {
                 process["parent"]["entity_id"] = json!(pe);
             }
         }
+        if let Some(d) = &self.working_directory {
+            process["working_directory"] = json!(d);
+        }
         if let Some(c) = self.exit_code {
             process["exit_code"] = json!(c);
         }
@@ -125,6 +137,15 @@ impl ProcessEvent {
         }
         if let Some(c) = self.cgroup_id {
             custos["cgroup_id"] = json!(c);
+        }
+        if self.cwd_truncated {
+            custos["cwd_truncated"] = json!(true);
+        }
+        if let Some(h) = self.hold {
+            custos["hold"] = json!(h);
+        }
+        if self.unseen {
+            custos["unseen"] = json!(true);
         }
         let mut v = json!({
             "@timestamp": self.timestamp,

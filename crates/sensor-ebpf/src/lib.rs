@@ -1,17 +1,27 @@
-//! The eBPF process sensor: a [`Record`] per exec (`tp_btf/sched_process_exec`, with the
-//! executable's resolved path, walked in the kernel so it is complete even for a process that
-//! has already exited when user space reads it, and argv), per new process or thread
-//! (`sched_process_fork`) and per exit (`sched_process_exit`).
+//! The eBPF process sensor (`bpf/process.bpf.c`): a [`Record`] per exec (resolved path, argv,
+//! cwd, walked in the kernel so they are complete even for a process that is gone when user
+//! space reads them), per new process or thread, per exit, per executable mapping (image load)
+//! and per injection attempt (ptrace, `process_vm_writev`). With [`Controls`] it also holds
+//! execs fanotify cannot see ([`HeldProcess`]) and kills known-blocked files in the kernel.
 //!
 //! Kernel requirements: BTF at `/sys/kernel/btf/vmlinux`, BPF ring buffers (5.8+), `tp_btf`
-//! programs (5.5+), `CAP_BPF` + `CAP_PERFMON` (or root). Not yet wired into `custos run`.
+//! programs (5.5+), `bpf_loop` (5.17+), `CAP_BPF` + `CAP_PERFMON` + `CAP_KILL` (or root).
+//! Image and injection events also need syscall tracepoints and tracefs (mounted on demand).
+//! What cannot load is listed by [`ProcessSensor::missing`]; the rest keeps working.
 
+mod controls;
+mod hold;
 mod record;
 
-pub use record::{ExecRecord, ExitRecord, ExitStatus, ForkRecord, Record, RecordError};
+pub use controls::{kernel_dev, Controls, HoldScope};
+pub use hold::{resume_all_held, HeldProcess};
+pub use record::{
+    ExecRecord, ExitRecord, ExitStatus, ForkRecord, HoldState, ImageRecord, InjectKind,
+    InjectRecord, Record, RecordError,
+};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::RingBufferBuilder;
+use libbpf_rs::{Link, RingBuffer, RingBufferBuilder};
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
@@ -32,6 +42,16 @@ pub type RawExecEvent = skel::types::exec_event;
 pub type RawForkEvent = skel::types::fork_event;
 /// See [`RawExecEvent`].
 pub type RawExitEvent = skel::types::exit_event;
+/// See [`RawExecEvent`].
+pub type RawImageEvent = skel::types::image_event;
+/// See [`RawExecEvent`].
+pub type RawInjectEvent = skel::types::inject_event;
+/// See [`RawExecEvent`].
+pub type RawSettings = skel::types::settings;
+/// See [`RawExecEvent`].
+pub type RawFileId = skel::types::file_id;
+/// See [`RawExecEvent`].
+pub type RawBlockedFile = skel::types::blocked_file;
 
 // SAFETY: plain C structs of integers and byte arrays; any bit pattern is valid.
 unsafe impl plain::Plain for RawExecEvent {}
@@ -39,6 +59,10 @@ unsafe impl plain::Plain for RawExecEvent {}
 unsafe impl plain::Plain for RawForkEvent {}
 // SAFETY: as above.
 unsafe impl plain::Plain for RawExitEvent {}
+// SAFETY: as above.
+unsafe impl plain::Plain for RawImageEvent {}
+// SAFETY: as above.
+unsafe impl plain::Plain for RawInjectEvent {}
 
 /// Errors loading or running the sensor.
 #[derive(Debug, thiserror::Error)]
@@ -55,36 +79,185 @@ pub enum EbpfError {
     /// Polling the ring buffer failed.
     #[error("polling the process sensor's ring buffer failed")]
     Poll(#[source] libbpf_rs::Error),
+    /// Updating a control map failed.
+    #[error("cannot update the {map} map")]
+    Map {
+        /// Which map.
+        map: &'static str,
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
 }
 
 fn load_err(step: &'static str) -> impl FnOnce(libbpf_rs::Error) -> EbpfError {
     move |source| EbpfError::Load { step, source }
 }
 
+/// A part of the sensor that can be missing without the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// exec, fork, thread and exit records, holds and in-kernel kills. Required.
+    Process,
+    /// Executable mappings (`mmap` with `PROT_EXEC`).
+    Images,
+    /// ptrace and `process_vm_writev`.
+    Injection,
+    /// Killing a held exec that someone else resumed with `SIGCONT`.
+    HoldGuard,
+}
+
+impl Part {
+    const OPTIONAL: [Part; 3] = [Part::Images, Part::Injection, Part::HoldGuard];
+
+    fn programs(self) -> &'static [&'static str] {
+        match self {
+            Part::Process => &["on_exec", "on_fork", "on_exit"],
+            Part::Images => &["on_mmap_enter", "on_mmap_exit"],
+            Part::Injection => &[
+                "on_ptrace_enter",
+                "on_ptrace_exit",
+                "on_vm_write_enter",
+                "on_vm_write_exit",
+            ],
+            Part::HoldGuard => &["on_signal"],
+        }
+    }
+
+    /// Short name for status output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Process => "process",
+            Part::Images => "images",
+            Part::Injection => "injection",
+            Part::HoldGuard => "hold-guard",
+        }
+    }
+
+    fn uses_tracefs(self) -> bool {
+        matches!(self, Part::Images | Part::Injection)
+    }
+}
+
+/// A part that is not running, and why.
+#[derive(Debug, Clone)]
+pub struct Missing {
+    /// Which part.
+    pub part: Part,
+    /// The error, with its causes.
+    pub why: String,
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(&format!(": {c}"));
+        src = c.source();
+    }
+    s
+}
+
+type Storage = Box<MaybeUninit<libbpf_rs::OpenObject>>;
+
+/// Opens and loads the object with only `parts`' programs.
+fn load_parts(parts: &[Part]) -> Result<(skel::ProcessSkel<'static>, Storage), EbpfError> {
+    let mut storage: Storage = Box::new(MaybeUninit::uninit());
+    // SAFETY: `storage` is boxed and returned next to the skeleton that borrows it; the owner
+    // keeps it alive and drops it after the skeleton (field order), so the reference stays valid.
+    let storage_ref: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
+        unsafe { &mut *(storage.as_mut() as *mut _) };
+    let mut open = skel::ProcessSkelBuilder::default()
+        .open(storage_ref)
+        .map_err(load_err("open"))?;
+    for mut p in open.open_object_mut().progs_mut() {
+        let name = p.name().to_string_lossy().into_owned();
+        p.set_autoload(
+            parts
+                .iter()
+                .any(|part| part.programs().contains(&name.as_str())),
+        );
+    }
+    let skel = open.load().map_err(load_err("load"))?;
+    Ok((skel, storage))
+}
+
 /// The loaded and attached process sensor.
 pub struct ProcessSensor {
-    // The skeleton borrows this storage for its whole life; boxed so it never moves.
+    links: Vec<Link>,
     skel: skel::ProcessSkel<'static>,
-    _storage: Box<MaybeUninit<libbpf_rs::OpenObject>>,
+    _storage: Storage,
+    missing: Vec<Missing>,
 }
 
 impl ProcessSensor {
-    /// Loads the programs and attaches them.
+    /// Loads and attaches every part that works here. Fails only if the core process
+    /// programs cannot run; other failures are listed by [`ProcessSensor::missing`].
     pub fn load() -> Result<ProcessSensor, EbpfError> {
-        let mut storage = Box::new(MaybeUninit::uninit());
-        // SAFETY: `storage` is boxed and kept in the returned struct next to the skeleton that
-        // borrows it, and dropped after it (field order), so the reference stays valid.
-        let storage_ref: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
-            unsafe { &mut *(storage.as_mut() as *mut _) };
-        let open = skel::ProcessSkelBuilder::default()
-            .open(storage_ref)
-            .map_err(load_err("open"))?;
-        let mut skel = open.load().map_err(load_err("load"))?;
-        skel.attach().map_err(load_err("attach"))?;
-        Ok(ProcessSensor {
+        let mut missing = Vec::new();
+        let mut parts = vec![Part::Process];
+        parts.extend(Part::OPTIONAL);
+        let (skel, storage) = match load_parts(&parts) {
+            Ok(x) => x,
+            Err(all) => {
+                // Find the parts the verifier (or this kernel) rejects, one at a time.
+                load_parts(&[Part::Process])?;
+                parts.retain(|&p| {
+                    p == Part::Process
+                        || match load_parts(&[Part::Process, p]) {
+                            Ok(_) => true,
+                            Err(e) => {
+                                missing.push(Missing {
+                                    part: p,
+                                    why: chain(&e),
+                                });
+                                false
+                            }
+                        }
+                });
+                tracing::debug!("full load failed: {}", chain(&all));
+                load_parts(&parts)?
+            }
+        };
+        let mut sensor = ProcessSensor {
+            links: Vec::new(),
             skel,
             _storage: storage,
-        })
+            missing,
+        };
+        for part in parts {
+            if let Err(e) = sensor.attach(part) {
+                if part == Part::Process {
+                    return Err(e);
+                }
+                sensor.missing.push(Missing {
+                    part,
+                    why: chain(&e),
+                });
+            }
+        }
+        Ok(sensor)
+    }
+
+    fn attach(&mut self, part: Part) -> Result<(), EbpfError> {
+        if part.uses_tracefs() {
+            ensure_tracefs();
+        }
+        let mut links = Vec::new();
+        for prog in self.skel.object().progs_mut() {
+            let name = prog.name().to_string_lossy();
+            if part.programs().contains(&name.as_ref()) {
+                links.push(prog.attach().map_err(load_err("attach"))?);
+            }
+        }
+        // All or nothing per part: half of an enter/exit pair reports nothing useful.
+        self.links.extend(links);
+        Ok(())
+    }
+
+    /// Parts that could not be loaded or attached, and why.
+    pub fn missing(&self) -> &[Missing] {
+        &self.missing
     }
 
     /// Ring-buffer reservations that failed in the kernel (records lost).
@@ -92,38 +265,93 @@ impl ProcessSensor {
         self.skel.maps.bss_data.as_ref().map_or(0, |b| b.lost)
     }
 
+    /// Handles on the control maps, usable from any thread.
+    pub fn controls(&self) -> Result<Controls, EbpfError> {
+        Controls::new(
+            &self.skel.maps.settings_map,
+            &self.skel.maps.devs,
+            &self.skel.maps.blocked,
+            &self.skel.maps.held,
+        )
+    }
+
+    /// A reader that hands every record to `f`. Build it once and [`Reader::poll`] it in a
+    /// loop; it owns the ring buffer's consumer state.
+    pub fn reader<'a>(
+        &'a self,
+        mut f: impl FnMut(Result<Record, RecordError>) + 'a,
+    ) -> Result<Reader<'a>, EbpfError> {
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&self.skel.maps.events, move |data: &[u8]| {
+                f(Record::decode(data));
+                0
+            })
+            .map_err(load_err("set up the ring buffer of"))?;
+        Ok(Reader {
+            rb: builder
+                .build()
+                .map_err(load_err("build the ring buffer of"))?,
+        })
+    }
+
     /// Delivers records to `f` for up to `timeout`; `f` returns `false` to stop early.
+    /// (A convenience for tests and one-shot use; the agent keeps one [`Reader`].)
     pub fn poll(
         &self,
         timeout: Duration,
         mut f: impl FnMut(Result<Record, RecordError>) -> bool,
     ) -> Result<(), EbpfError> {
         let stop = std::cell::Cell::new(false);
-        let mut builder = RingBufferBuilder::new();
-        builder
-            .add(&self.skel.maps.events, |data: &[u8]| {
-                if stop.get() {
-                    return 1;
-                }
-                if !f(Record::decode(data)) {
-                    stop.set(true);
-                    return 1;
-                }
-                0
-            })
-            .map_err(load_err("set up the ring buffer of"))?;
-        let rb = builder
-            .build()
-            .map_err(load_err("build the ring buffer of"))?;
+        let reader = self.reader(|r| {
+            if !stop.get() && !f(r) {
+                stop.set(true);
+            }
+        })?;
         let t0 = std::time::Instant::now();
         while !stop.get() && t0.elapsed() < timeout {
-            match rb.poll(Duration::from_millis(50)) {
-                Ok(()) => {}
-                // The callback's non-zero return stops consumption with an error code.
-                Err(_) if stop.get() => break,
-                Err(e) => return Err(EbpfError::Poll(e)),
-            }
+            reader.poll(Duration::from_millis(50))?;
         }
         Ok(())
+    }
+}
+
+/// The consumer side of the ring buffer.
+pub struct Reader<'a> {
+    rb: RingBuffer<'a>,
+}
+
+impl Reader<'_> {
+    /// Waits up to `timeout` for records and delivers all that are there.
+    pub fn poll(&self, timeout: Duration) -> Result<(), EbpfError> {
+        match self.rb.poll(timeout) {
+            Ok(()) => Ok(()),
+            // A signal during epoll_wait is not a failure.
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(EbpfError::Poll(e)),
+        }
+    }
+}
+
+/// libbpf attaches syscall tracepoints through tracefs; systems that do not mount it get it
+/// mounted here (failure shows up as an attach error naming the missing part).
+fn ensure_tracefs() {
+    let dir = std::path::Path::new("/sys/kernel/tracing");
+    if dir.join("events").exists()
+        || std::path::Path::new("/sys/kernel/debug/tracing/events").exists()
+    {
+        return;
+    }
+    // A syscall, not mount(8): the agent must not exec a helper its own verdict loop holds.
+    if let Err(e) = nix::mount::mount(
+        Some("tracefs"),
+        dir,
+        Some("tracefs"),
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        None::<&str>,
+    ) {
+        tracing::warn!("cannot mount tracefs on {}: {e}", dir.display());
     }
 }

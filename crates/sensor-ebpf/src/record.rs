@@ -1,12 +1,21 @@
 //! Decoding the kernel's exec records.
 
-use crate::{RawExecEvent, RawExitEvent, RawForkEvent};
+use crate::{RawExecEvent, RawExitEvent, RawForkEvent, RawImageEvent, RawInjectEvent};
 
+// Constants of bpf/process.h (libbpf-cargo generates types, not #defines).
 const PATH_TRUNCATED: u32 = 1;
 const ARGS_TRUNCATED: u32 = 2;
+const CWD_TRUNCATED: u32 = 4;
+const EXEC_HELD: u32 = 8;
+const EXEC_KILLED: u32 = 16;
+const EXEC_UNSEEN: u32 = 32;
+const EXEC_OVERLOAD: u32 = 64;
+const INJECT_TAMPER: u32 = 1;
 const REC_EXEC: u32 = 1;
 const REC_FORK: u32 = 2;
 const REC_EXIT: u32 = 3;
+const REC_IMAGE: u32 = 4;
+const REC_INJECT: u32 = 5;
 
 /// One record from the process sensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +26,71 @@ pub enum Record {
     Fork(ForkRecord),
     /// A process or thread ended.
     Exit(ExitRecord),
+    /// A file mapped executable.
+    Image(ImageRecord),
+    /// A process acting on another's memory or execution.
+    Inject(InjectRecord),
+}
+
+/// A file mapped with `PROT_EXEC` by `mmap` (shared libraries; the program itself when `ld.so`
+/// runs it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// Thread-group id of the mapping process.
+    pub pid: u32,
+    /// The thread that mapped it.
+    pub tid: u32,
+    /// The process's start, ns since boot.
+    pub start_boottime_ns: u64,
+    /// Kernel `dev_t` of the file's filesystem.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Resolved path of the file.
+    pub path: String,
+    /// The path hit the buffer or depth limit.
+    pub path_truncated: bool,
+    /// Mapped at.
+    pub addr: u64,
+    /// Length of the mapping.
+    pub len: u64,
+    /// File offset of the mapping.
+    pub offset: u64,
+    /// `PROT_*` bits.
+    pub prot: u32,
+}
+
+/// How one process reached into another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectKind {
+    /// `ptrace` with this request (attach, seize, poke, set registers).
+    Ptrace(u32),
+    /// `process_vm_writev`.
+    VmWrite,
+    /// `SIGCONT` to an exec held for judgement, by someone other than the agent.
+    Sigcont,
+}
+
+/// One process acting on another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InjectRecord {
+    /// What it did.
+    pub kind: InjectKind,
+    /// Source process (thread-group id).
+    pub pid: u32,
+    /// Source thread.
+    pub tid: u32,
+    /// Source process's start, ns since boot.
+    pub start_boottime_ns: u64,
+    /// Target pid.
+    pub target_pid: u32,
+    /// The syscall's return value (0 for `Sigcont`).
+    pub result: i64,
+    /// Address argument (ptrace addr; the remote iovec of `process_vm_writev`).
+    pub addr: u64,
+    /// The target was held for judgement: the kernel killed the source (or, for `Sigcont`,
+    /// the target).
+    pub tamper: bool,
 }
 
 /// A new task.
@@ -107,6 +181,47 @@ pub struct ExecRecord {
     pub argv: Vec<String>,
     /// argv was longer than the buffer and was cut.
     pub argv_truncated: bool,
+    /// Working directory (resolved).
+    pub cwd: String,
+    /// The working directory's path was cut.
+    pub cwd_truncated: bool,
+    /// What the kernel did about the exec.
+    pub hold: HoldState,
+    /// The fanotify exec loop cannot see this exec (memfd, unwatched filesystem) and the hold
+    /// scope covers it.
+    pub unseen: bool,
+}
+
+/// What the exec program did about an exec fanotify cannot see (or a known-blocked file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HoldState {
+    /// Nothing: fanotify judges it, or holding is off.
+    #[default]
+    None,
+    /// Stopped with `SIGSTOP` until user space judges it.
+    Held,
+    /// Killed at once: its (dev, ino) is in the blocked map.
+    Killed,
+    /// Not seen by fanotify and could not be held (map or ring buffer full); it ran.
+    Unheld,
+    /// Not seen by fanotify, could not be held, and was killed (the mode's overload fallback).
+    OverloadKilled,
+}
+
+impl HoldState {
+    fn from_flags(flags: u32) -> HoldState {
+        match (
+            flags & EXEC_HELD != 0,
+            flags & EXEC_KILLED != 0,
+            flags & EXEC_OVERLOAD != 0,
+        ) {
+            (true, _, _) => HoldState::Held,
+            (_, true, true) => HoldState::OverloadKilled,
+            (_, true, false) => HoldState::Killed,
+            (_, false, true) => HoldState::Unheld,
+            _ => HoldState::None,
+        }
+    }
 }
 
 /// A record that cannot be decoded.
@@ -165,6 +280,46 @@ impl Record {
                     start_boottime_ns: r.start_boottime_ns,
                 }))
             }
+            REC_IMAGE => {
+                let r: RawImageEvent = raw(data)?;
+                let len = (r.path_len as usize).min(r.path.len());
+                Ok(Record::Image(ImageRecord {
+                    pid: r.pid,
+                    tid: r.tid,
+                    start_boottime_ns: r.start_boottime_ns,
+                    dev: r.dev,
+                    ino: r.ino,
+                    path: path_from_components(as_bytes(&r.path[..len])),
+                    path_truncated: r.flags & PATH_TRUNCATED != 0,
+                    addr: r.addr,
+                    len: r.len,
+                    offset: r.pgoff,
+                    prot: r.prot,
+                }))
+            }
+            REC_INJECT => {
+                let r: RawInjectEvent = raw(data)?;
+                let kind = match r.syscall {
+                    1 => InjectKind::Ptrace(r.request),
+                    2 => InjectKind::VmWrite,
+                    3 => InjectKind::Sigcont,
+                    other => {
+                        return Err(RecordError::UnknownKind {
+                            kind: other << 8 | kind,
+                        })
+                    }
+                };
+                Ok(Record::Inject(InjectRecord {
+                    kind,
+                    pid: r.pid,
+                    tid: r.tid,
+                    start_boottime_ns: r.start_boottime_ns,
+                    target_pid: r.target_pid,
+                    result: r.result,
+                    addr: r.addr,
+                    tamper: r.flags & INJECT_TAMPER != 0,
+                }))
+            }
             kind => Err(RecordError::UnknownKind { kind }),
         }
     }
@@ -176,6 +331,7 @@ impl ExecRecord {
         let raw: RawExecEvent = raw(data)?;
         let path_len = (raw.path_len as usize).min(raw.path.len());
         let args_len = (raw.args_len as usize).min(raw.args.len());
+        let cwd_len = (raw.cwd_len as usize).min(raw.cwd.len());
         Ok(ExecRecord {
             pid: raw.pid,
             tid: raw.tid,
@@ -193,6 +349,10 @@ impl ExecRecord {
             path_truncated: raw.flags & PATH_TRUNCATED != 0,
             argv: split_nul(as_bytes(&raw.args[..args_len])),
             argv_truncated: raw.flags & ARGS_TRUNCATED != 0,
+            cwd: path_from_components(as_bytes(&raw.cwd[..cwd_len])),
+            cwd_truncated: raw.flags & CWD_TRUNCATED != 0,
+            hold: HoldState::from_flags(raw.flags),
+            unseen: raw.flags & EXEC_UNSEEN != 0,
         })
     }
 }
@@ -274,13 +434,17 @@ mod tests {
 
     #[test]
     fn layouts_match_the_c_records() {
-        // As in bpf/process.h: 12 u32 + 5 u64 + two 1024-byte buffers; 6 u32 + 2 u64; 6 u32 + u64.
+        // The generated types are the only Rust view; this pins their sizes to bpf/process.h:
+        // 12 u32 + 5 u64 + 2 u32 + three 1024-byte buffers; 6 u32 + 2 u64; 6 u32 + u64;
+        // 6 u32 + 6 u64 + 1024; 6 u32 + 3 u64 + 2 u32.
         assert_eq!(
             std::mem::size_of::<RawExecEvent>(),
-            12 * 4 + 5 * 8 + 2 * 1024
+            12 * 4 + 5 * 8 + 2 * 4 + 3 * 1024
         );
         assert_eq!(std::mem::size_of::<RawForkEvent>(), 6 * 4 + 2 * 8);
         assert_eq!(std::mem::size_of::<RawExitEvent>(), 6 * 4 + 8);
+        assert_eq!(std::mem::size_of::<RawImageEvent>(), 6 * 4 + 6 * 8 + 1024);
+        assert_eq!(std::mem::size_of::<RawInjectEvent>(), 6 * 4 + 3 * 8 + 2 * 4);
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn a_burst_of_execs_is_counted_exactly() {
     if !root_or_skip() {
         return;
     }
-    const N: usize = 3000;
+    const N: usize = 10_000;
     let sensor = ProcessSensor::load().expect("load the process sensor");
     // One shell execs /bin/true N times; every record whose parent is that shell counts.
     let mut child = Command::new("/bin/sh")

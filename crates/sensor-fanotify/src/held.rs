@@ -3,7 +3,7 @@
 use crate::group::Group;
 use crate::procfs;
 use custos_event::Decision;
-use custos_verdict::{Content, FileKey, Held, ProcessInfo};
+use custos_verdict::{Content, FileKey, Held, PositionedFile, ProcessInfo};
 use nix::sys::fanotify::FanotifyEvent;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -70,7 +70,7 @@ impl Held for HeldExec {
     fn content(&self) -> io::Result<Box<dyn Content>> {
         // A dup shares the event's open file, which the kernel opened with FMODE_NONOTIFY:
         // reading it raises no fanotify events, so the agent never waits on itself.
-        Ok(Box::new(PositionedFile(self.file()?, 0)))
+        Ok(Box::new(PositionedFile::new(self.file()?)))
     }
 
     fn process(&self) -> ProcessInfo {
@@ -101,24 +101,5 @@ impl Drop for HeldExec {
                 tracing::error!(pid = self.pid, "cannot answer dropped exec: {e}");
             }
         }
-    }
-}
-
-/// Reads with `pread` from its own offset, so sharing the open file with the held event (and
-/// with the program loader once allowed) cannot move anyone's position.
-struct PositionedFile(std::fs::File, u64);
-
-impl io::Read for PositionedFile {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let n = self.0.read_at(buf, self.1)?;
-        self.1 += n as u64;
-        Ok(n)
-    }
-}
-
-impl Content for PositionedFile {
-    fn key(&self) -> io::Result<FileKey> {
-        self.0.key()
     }
 }

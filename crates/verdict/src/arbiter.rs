@@ -462,7 +462,18 @@ impl<H: Held> Inner<H> {
             path,
             log,
         } = a;
-        if self.opts.kernel_cache && markable && v.decision == Decision::Allow && !v.would_deny {
+        if v.decision == Decision::Deny && !v.path_dependent {
+            let p = lock(&self.policy);
+            if p.generation == generation {
+                held.remember_deny(&key);
+            }
+        }
+        if self.opts.kernel_cache
+            && markable
+            && held.markable()
+            && v.decision == Decision::Allow
+            && !v.would_deny
+        {
             // Under the policy lock so a concurrent rule change cannot flush before we mark.
             let p = lock(&self.policy);
             if p.generation == generation {

@@ -46,6 +46,13 @@ pub trait Held: Send + 'static {
     fn unignore(&self);
     /// Answers the kernel.
     fn answer(self, decision: Decision) -> io::Result<()>;
+    /// Whether [`Held::ignore`] means anything for this kind of hold.
+    fn markable(&self) -> bool {
+        true
+    }
+    /// A deny that holds for this content whatever its path (a hash rule, or lockdown's
+    /// default): the sensor may remember it in the kernel until the file changes.
+    fn remember_deny(&self, _key: &FileKey) {}
 }
 
 /// The kernel side of cache invalidation.
@@ -58,4 +65,30 @@ pub trait Marks: Send + Sync {
 pub trait Sink: Send + Sync {
     /// Takes one event.
     fn emit(&self, event: ExecEvent);
+}
+
+/// Reads with `pread` from its own offset, so sharing the open file with the held event (and
+/// with the program loader once allowed) cannot move anyone's position.
+pub struct PositionedFile(std::fs::File, u64);
+
+impl PositionedFile {
+    /// Reads `file` from offset 0.
+    pub fn new(file: std::fs::File) -> PositionedFile {
+        PositionedFile(file, 0)
+    }
+}
+
+impl Read for PositionedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.0.read_at(buf, self.1)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+}
+
+impl Content for PositionedFile {
+    fn key(&self) -> io::Result<FileKey> {
+        self.0.key()
+    }
 }

@@ -18,7 +18,7 @@ pub mod store;
 pub use arbiter::{Arbiter, Options};
 pub use engine::{evaluate, fallback, Verdict};
 pub use file::{sha256_hex, FileKey, FileType};
-pub use held::{Content, Held, Marks, ProcessInfo, Sink};
+pub use held::{Content, Held, Marks, PositionedFile, ProcessInfo, Sink};
 pub use rules::{NewRule, Policy, Rule, RuleError, RuleSet, Target};
 pub use stats::StatsSnapshot;
 pub use store::{RuleStore, StoreError};

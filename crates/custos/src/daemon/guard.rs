@@ -62,6 +62,17 @@ pub fn blockers(
         .collect()
 }
 
+/// The paths whose devices the guard treats as judged: the watched mounts, plus (when the eBPF
+/// sensor holds execs from every unwatched filesystem) the essential programs themselves,
+/// wherever they are.
+pub fn covered(mounts: &[PathBuf], holds_unwatched: bool) -> Vec<PathBuf> {
+    let mut v = mounts.to_vec();
+    if holds_unwatched {
+        v.extend(ESSENTIAL.iter().map(PathBuf::from));
+    }
+    v
+}
+
 /// Devices of the watched mount points.
 fn watched_devs(watched: &[PathBuf]) -> HashSet<u64> {
     watched

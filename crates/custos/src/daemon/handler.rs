@@ -5,7 +5,7 @@ use super::output::Output;
 use custos_config::Config;
 use custos_control::{EvaluateReply, Handler, Reply, Request, StatusReply};
 use custos_event::Mode;
-use custos_sensor_fanotify::{follow, Group, HeldExec, WatchedFs};
+use custos_sensor_fanotify::{follow, Group, WatchedFs};
 use custos_verdict::{evaluate, Arbiter, RuleSet, RuleStore, Target};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,7 +14,7 @@ use std::time::Instant;
 
 /// What the control socket can see and change.
 pub struct Daemon {
-    pub arbiter: Arc<Arbiter<HeldExec>>,
+    pub arbiter: Arc<Arbiter<super::unseen::AnyHeld>>,
     pub store: RuleStore,
     pub watched: follow::Watched,
     pub cfg: Config,
@@ -58,8 +58,11 @@ impl Daemon {
             .clone()
     }
 
+    /// Where the guard must look: the watched mounts, and every essential program when the
+    /// eBPF sensor holds execs from unwatched filesystems too.
     fn watched_mounts(&self) -> Vec<PathBuf> {
-        self.watched_now().into_iter().map(|w| w.mount).collect()
+        let mounts: Vec<PathBuf> = self.watched_now().into_iter().map(|w| w.mount).collect();
+        guard::covered(&mounts, super::holds_unwatched(&self.cfg))
     }
 
     /// The check for a rule change: it must not make the current mode deny an essential program
@@ -145,6 +148,7 @@ impl Handler for Daemon {
                     }
                 }
                 let old = self.arbiter.set_mode(m);
+                self.telemetry.set_mode(m);
                 tracing::info!(from = %old, to = %m, "mode changed");
                 Reply::ok(serde_json::json!({ "mode": m, "previous": old }))
             }

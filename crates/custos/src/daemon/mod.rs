@@ -2,14 +2,17 @@
 //! control socket together, then reads events until SIGTERM/SIGINT.
 
 mod guard;
+mod guardian;
 mod handler;
 mod output;
+mod records;
 mod telemetry;
+mod unseen;
 
 pub use handler::evaluate_all;
 
 use anyhow::{bail, Context};
-use custos_config::Config;
+use custos_config::{Config, Unseen};
 use custos_event::Mode;
 use custos_sensor_fanotify::{follow, mounts, Group};
 use custos_verdict::{Arbiter, Options, RuleStore};
@@ -25,11 +28,17 @@ pub fn run(cfg: Config, mode: Option<Mode>) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("custos run needs root (fanotify permission events need CAP_SYS_ADMIN)");
     }
+    // First, while the process has one thread: the guardian is forked.
+    let guardian = if holds_unseen(&cfg) {
+        Some(guardian::Guardian::spawn().context("cannot start the guardian process")?)
+    } else {
+        None
+    };
     let store = RuleStore::new(&cfg.state_dir);
     let rules = store.load().context("cannot load rules")?;
     let listener = custos_control::bind(&cfg.socket).context("cannot open control socket")?;
     let socket = cfg.socket.clone();
-    let result = serve(cfg, mode, store, rules, listener);
+    let result = serve(cfg, mode, store, rules, listener, guardian);
     let _ = std::fs::remove_file(&socket);
     result
 }
@@ -40,6 +49,7 @@ fn serve(
     store: RuleStore,
     rules: custos_verdict::RuleSet,
     listener: std::os::unix::net::UnixListener,
+    guardian: Option<guardian::Guardian>,
 ) -> anyhow::Result<()> {
     // Signals first: a SIGTERM during start-up still ends the agent cleanly.
     let (stop_rx, stop_tx) = UnixStream::pair().context("cannot create signal pipe")?;
@@ -61,7 +71,13 @@ fn serve(
         bail!("no filesystem could be watched");
     }
     let mounts: Vec<_> = watched.iter().map(|w| w.mount.clone()).collect();
-    guard::check_mode(&rules, mode, &mounts).map_err(anyhow::Error::msg)?;
+    guard::check_mode(
+        &rules,
+        mode,
+        &guard::covered(&mounts, holds_unwatched(&cfg)),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let controls = unseen::SharedControls::default();
     let arbiter = Arc::new(Arbiter::new(
         Options {
             deadline: Duration::from_millis(cfg.deadline_ms),
@@ -76,15 +92,27 @@ fn serve(
         mode,
         rules,
         output.clone(),
-        group.clone(),
+        Arc::new(unseen::Invalidate {
+            group: group.clone(),
+            controls: controls.clone(),
+        }),
     )?);
     let n_rules = arbiter.rules().rules().len();
+    let watched_live: follow::Watched = Arc::new(Mutex::new(watched));
     let telemetry = if cfg.telemetry.process {
-        telemetry::Telemetry::start(output.clone()).context("cannot start process telemetry")?
+        telemetry::Telemetry::start(telemetry::Wiring {
+            output: output.clone(),
+            arbiter: arbiter.clone(),
+            controls,
+            guardian,
+            watched: watched_live.clone(),
+            unseen: cfg.exec.unseen,
+            images: cfg.telemetry.images,
+        })
+        .context("cannot start process telemetry")?
     } else {
         telemetry::Telemetry::off()
     };
-    let watched_live: follow::Watched = Arc::new(Mutex::new(watched));
     let daemon = Arc::new(Daemon {
         arbiter: arbiter.clone(),
         store,
@@ -109,13 +137,24 @@ fn serve(
     tracing::info!(%mode, rules = n_rules, watched = ?shown, deadline_ms = daemon.cfg.deadline_ms, "custos running");
 
     let stop = OwnedFd::from(stop_rx);
-    let run = group.run(&stop, |held| arbiter.submit(held));
+    let run = group.run(&stop, |held| arbiter.submit(unseen::AnyHeld::Exec(held)));
     tracing::info!("stopping: answering pending execs");
-    arbiter.shutdown();
+    // The sensor first: holds it already reported reach the arbiter, which answers them all.
     daemon.telemetry.stop();
+    arbiter.shutdown();
     output.close(Duration::from_secs(3));
     run.context("exec sensor failed")?;
     Ok(())
+}
+
+/// The eBPF sensor will hold execs fanotify cannot see.
+fn holds_unseen(cfg: &Config) -> bool {
+    cfg.telemetry.process && cfg.exec.unseen != Unseen::Off
+}
+
+/// The eBPF sensor will hold execs from every unwatched filesystem.
+fn holds_unwatched(cfg: &Config) -> bool {
+    cfg.telemetry.process && cfg.exec.unseen == Unseen::Unwatched
 }
 
 /// Every held exec pins an event fd until it is answered, and every in-flight hash a dup of one.

@@ -1,23 +1,82 @@
-//! Process telemetry: records from the eBPF sensor become ECS process events on the event
-//! output. Opt-in with `[telemetry] process = true` until the sensor is complete. If the sensor
-//! cannot load (no BTF, no BPF rights), the agent keeps running and `status` says why.
+//! The eBPF process sensor's thread: records become ECS events through the process table;
+//! execs fanotify cannot see that the kernel stopped go to the verdict engine; losses become
+//! events. If the sensor cannot load (no BTF, no BPF rights), the agent keeps running and
+//! `status` says why; parts that cannot load are listed the same way.
 
+use super::guardian::Guardian;
 use super::output::Output;
+use super::records::Converter;
+use super::unseen::{kill_on_overload, AnyHeld, SharedControls};
+use custos_config::Unseen;
 use custos_control::TelemetryStatus;
-use custos_event::{ProcessAction, ProcessEvent};
-use custos_sensor_ebpf::{ExitStatus, ProcessSensor, Record};
+use custos_event::{Decision, ExecEvent, LossEvent, Mode, Reason};
+use custos_sensor_ebpf::{ExecRecord, HeldProcess, HoldScope, HoldState, ProcessSensor, Record};
+use custos_sensor_fanotify::follow;
+use custos_verdict::Arbiter;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What the telemetry thread works with.
+pub struct Wiring {
+    /// Event output.
+    pub output: Arc<Output>,
+    /// The verdict engine.
+    pub arbiter: Arc<Arbiter<AnyHeld>>,
+    /// Filled in once the sensor loads.
+    pub controls: SharedControls,
+    /// Resumes held execs if the agent dies.
+    pub guardian: Option<Guardian>,
+    /// The filesystems fanotify watches (they need no hold).
+    pub watched: follow::Watched,
+    /// Hold scope.
+    pub unseen: Unseen,
+    /// Emit image-load events.
+    pub images: bool,
+}
 
 /// The running telemetry thread's state.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     state: Mutex<String>,
+    missing: Mutex<Vec<String>>,
     records: AtomicU64,
     lost: AtomicU64,
     errors: AtomicU64,
+    processes: AtomicU64,
+    holds: AtomicU64,
+    kernel_kills: AtomicU64,
+    unheld: AtomicU64,
+    unseen: Mutex<String>,
     stop: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    controls: SharedControls,
+    scope: Mutex<Option<HoldScope>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn scope_of(u: Unseen) -> HoldScope {
+    match u {
+        Unseen::Off => HoldScope::Off,
+        Unseen::Memfd => HoldScope::Memfd,
+        Unseen::Unwatched => HoldScope::Unwatched,
+    }
+}
+
+/// Kernel `st_dev`s of the watched filesystems ("major:minor" in `WatchedFs`).
+fn watched_devs(w: &follow::Watched) -> Vec<u64> {
+    lock(w)
+        .iter()
+        .filter_map(|fs| {
+            let (ma, mi) = fs.dev.split_once(':')?;
+            Some(libc::makedev(ma.parse().ok()?, mi.parse().ok()?))
+        })
+        .collect()
 }
 
 impl Telemetry {
@@ -25,161 +84,225 @@ impl Telemetry {
     pub fn off() -> Arc<Telemetry> {
         Arc::new(Telemetry {
             state: Mutex::new("off".into()),
+            unseen: Mutex::new("off (process telemetry is off)".into()),
             ..Telemetry::default()
         })
     }
 
     /// Starts the sensor on its own thread (libbpf objects stay on the thread that made them).
-    pub fn start(output: Arc<Output>) -> std::io::Result<Arc<Telemetry>> {
+    pub fn start(w: Wiring) -> std::io::Result<Arc<Telemetry>> {
         let t = Arc::new(Telemetry {
             state: Mutex::new("starting".into()),
+            controls: w.controls.clone(),
             ..Telemetry::default()
         });
         let me = t.clone();
-        std::thread::Builder::new()
+        let h = std::thread::Builder::new()
             .name("custos-process".into())
-            .spawn(move || me.run(&output))?;
+            .spawn(move || me.run(w))?;
+        *lock(&t.thread) = Some(h);
         Ok(t)
     }
 
     fn set_state(&self, s: String) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+        *lock(&self.state) = s;
     }
 
-    fn run(&self, output: &Output) {
+    /// Applies a mode: whether an exec that cannot be held is killed.
+    pub fn set_mode(&self, mode: Mode) {
+        let (Some(c), Some(scope)) = (self.controls.get(), *lock(&self.scope)) else {
+            return;
+        };
+        if let Err(e) = c.configure(scope, kill_on_overload(mode), std::process::id()) {
+            tracing::error!("cannot configure the exec hold: {e}");
+        }
+    }
+
+    fn run(&self, w: Wiring) {
         let sensor = match ProcessSensor::load() {
             Ok(s) => s,
             Err(e) => {
-                let mut why = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    why.push_str(&format!(": {s}"));
-                    src = s.source();
-                }
+                let why = format!("{:#}", anyhow::Error::new(e));
                 tracing::warn!("process telemetry unavailable: {why}");
                 self.set_state(format!("unavailable: {why}"));
+                *lock(&self.unseen) = "off (process sensor unavailable)".into();
+                return;
+            }
+        };
+        let missing: Vec<String> = sensor
+            .missing()
+            .iter()
+            .map(|m| format!("{}: {}", m.part.name(), m.why))
+            .collect();
+        for m in &missing {
+            tracing::warn!("process sensor part missing: {m}");
+        }
+        *lock(&self.missing) = missing;
+        let controls = match sensor.controls() {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                self.set_state(format!("failed: {:#}", anyhow::Error::new(e)));
+                return;
+            }
+        };
+        let _ = w.controls.set(controls.clone());
+        let mut devs = watched_devs(&w.watched);
+        if let Err(e) = controls.set_watched(&devs) {
+            tracing::error!("cannot tell the exec program what fanotify watches: {e}");
+        }
+        *lock(&self.scope) = Some(scope_of(w.unseen));
+        *lock(&self.unseen) = format!("{:?}", w.unseen).to_lowercase();
+        self.set_mode(w.arbiter.mode());
+        if let Some(g) = &w.guardian {
+            if let Err(e) = g.watch(controls.held_fd()) {
+                tracing::warn!("the guardian cannot watch holds: {e}");
+            }
+        }
+
+        let mut conv = Converter::new(
+            custos_process::boot_id(),
+            custos_process::clk_tck(),
+            w.images,
+        );
+        let seeded = conv.seed();
+        tracing::info!(seeded, "process table seeded from /proc");
+        let conv = RefCell::new(conv);
+        let reader = sensor.reader(|r| match r {
+            Ok(rec) => {
+                self.records.fetch_add(1, Relaxed);
+                if let Record::Exec(e) = &rec {
+                    self.judge(e, &w, &controls);
+                }
+                if let Some(v) = conv.borrow_mut().event(&rec) {
+                    w.output.emit_line(v.to_string());
+                }
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Relaxed);
+                tracing::debug!("bad process record: {e}");
+            }
+        });
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                self.set_state(format!("failed: {:#}", anyhow::Error::new(e)));
                 return;
             }
         };
         self.set_state("running".into());
         tracing::info!("process telemetry running (eBPF)");
-        let boot = boot_id();
+        let mut reported_lost = 0;
+        let mut last_sweep = Instant::now();
         while !self.stop.load(Relaxed) {
-            let polled = sensor.poll(Duration::from_millis(200), |r| {
-                match r {
-                    Ok(rec) => {
-                        self.records.fetch_add(1, Relaxed);
-                        output.emit_line(to_event(&rec, &boot).to_ecs().to_string());
-                    }
-                    Err(e) => {
-                        self.errors.fetch_add(1, Relaxed);
-                        tracing::debug!("bad process record: {e}");
-                    }
-                }
-                !self.stop.load(Relaxed)
-            });
-            self.lost.store(sensor.lost(), Relaxed);
-            if let Err(e) = polled {
+            if let Err(e) = reader.poll(Duration::from_millis(100)) {
                 tracing::error!("process telemetry stopped: {e}");
                 self.set_state(format!("failed: {e}"));
-                return;
+                break;
             }
+            let lost = sensor.lost();
+            self.lost.store(lost, Relaxed);
+            if lost > reported_lost {
+                tracing::warn!(
+                    lost = lost - reported_lost,
+                    total = lost,
+                    "process records lost"
+                );
+                let ev = LossEvent {
+                    timestamp: custos_event::timestamp(SystemTime::now()),
+                    lost: lost - reported_lost,
+                    total: lost,
+                };
+                w.output.emit_line(ev.to_ecs().to_string());
+                reported_lost = lost;
+            }
+            let now = watched_devs(&w.watched);
+            if now != devs {
+                devs = now;
+                if let Err(e) = controls.set_watched(&devs) {
+                    tracing::error!("cannot update the watched filesystems: {e}");
+                }
+            }
+            if last_sweep.elapsed() > Duration::from_secs(5) {
+                conv.borrow_mut().sweep();
+                last_sweep = Instant::now();
+            }
+            self.processes
+                .store(conv.borrow().table_len() as u64, Relaxed);
         }
+        // No new holds; hand every hold already reported to the verdict engine, which
+        // answers it (by the mode's shutdown fallback if need be).
+        let _ = controls.configure(HoldScope::Off, false, std::process::id());
+        let _ = reader.poll(Duration::ZERO);
     }
 
-    /// Stops the thread (it notices within one poll interval).
+    /// Sends a held exec to the verdict engine; reports kernel kills as decisions.
+    fn judge(&self, e: &ExecRecord, w: &Wiring, controls: &Arc<custos_sensor_ebpf::Controls>) {
+        let reason = match e.hold {
+            HoldState::None => return,
+            HoldState::Held => {
+                self.holds.fetch_add(1, Relaxed);
+                match HeldProcess::new(e, controls.clone()) {
+                    Ok(h) => w.arbiter.submit(AnyHeld::Process(h)),
+                    Err(err) => {
+                        // Gone already (killed meanwhile): nothing left to judge.
+                        controls.release(e.pid);
+                        tracing::debug!(pid = e.pid, "held exec vanished: {err}");
+                    }
+                }
+                return;
+            }
+            HoldState::Killed => {
+                self.kernel_kills.fetch_add(1, Relaxed);
+                (Decision::Deny, Reason::KernelBlocked)
+            }
+            HoldState::OverloadKilled => {
+                self.unheld.fetch_add(1, Relaxed);
+                (Decision::Deny, Reason::Overload)
+            }
+            HoldState::Unheld => {
+                self.unheld.fetch_add(1, Relaxed);
+                (Decision::Allow, Reason::Overload)
+            }
+        };
+        let ev = ExecEvent {
+            timestamp: custos_event::timestamp(SystemTime::now()),
+            decision: reason.0,
+            would_deny: false,
+            reason: reason.1,
+            rule_id: None,
+            mode: w.arbiter.mode(),
+            cached: reason.1 == Reason::KernelBlocked,
+            pid: e.pid as i32,
+            ppid: Some(e.ppid as i32),
+            uid: Some(e.uid),
+            executable: Some(e.path.clone()),
+            sha256: None,
+            error: None,
+        };
+        w.output.emit_line(ev.to_ecs().to_string());
+    }
+
+    /// Stops the thread and waits for it: holds it had seen are with the verdict engine after.
     pub fn stop(&self) {
         self.stop.store(true, Relaxed);
+        if let Some(h) = lock(&self.thread).take() {
+            let _ = h.join();
+        }
     }
 
     /// For `custos status`.
     pub fn status(&self) -> TelemetryStatus {
         TelemetryStatus {
-            process: self.state.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            process: lock(&self.state).clone(),
             records: self.records.load(Relaxed),
             lost: self.lost.load(Relaxed),
             decode_errors: self.errors.load(Relaxed),
-        }
-    }
-}
-
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// Unique across pid reuse and reboots: boot id, start time since boot, pid.
-pub fn entity_id(boot: &str, start_ns: u64, pid: u32) -> String {
-    format!("{boot}:{start_ns}:{pid}")
-}
-
-/// Converts a sensor record into an event.
-pub fn to_event(rec: &Record, boot: &str) -> ProcessEvent {
-    let timestamp = custos_event::timestamp(SystemTime::now());
-    match rec {
-        Record::Exec(r) => ProcessEvent {
-            timestamp,
-            action: Some(ProcessAction::Exec),
-            pid: r.pid,
-            tid: Some(r.tid),
-            entity_id: entity_id(boot, r.start_boottime_ns, r.pid),
-            parent_pid: Some(r.ppid),
-            parent_entity_id: Some(entity_id(boot, r.parent_start_boottime_ns, r.ppid)),
-            executable: Some(r.path.clone()),
-            args: Some(r.argv.clone()),
-            args_truncated: r.argv_truncated,
-            path_truncated: r.path_truncated,
-            uid: Some(r.uid),
-            euid: Some(r.euid),
-            gid: Some(r.gid),
-            egid: Some(r.egid),
-            dev_ino: Some((r.dev, r.ino)),
-            cgroup_id: Some(r.cgroup_id),
-            ..ProcessEvent::default()
-        },
-        Record::Fork(f) if f.is_thread => ProcessEvent {
-            timestamp,
-            action: Some(ProcessAction::ThreadStart),
-            pid: f.child_pid,
-            tid: Some(f.child_tid),
-            // A thread belongs to the parent's process.
-            entity_id: entity_id(boot, f.parent_start_boottime_ns, f.parent_pid),
-            ..ProcessEvent::default()
-        },
-        Record::Fork(f) => ProcessEvent {
-            timestamp,
-            action: Some(ProcessAction::Fork),
-            pid: f.child_pid,
-            entity_id: entity_id(boot, f.child_start_boottime_ns, f.child_pid),
-            parent_pid: Some(f.parent_pid),
-            parent_entity_id: Some(entity_id(boot, f.parent_start_boottime_ns, f.parent_pid)),
-            ..ProcessEvent::default()
-        },
-        Record::Exit(e) => {
-            let (exit_code, signal) = match e.status {
-                ExitStatus::Code(c) => (Some(c), None),
-                ExitStatus::Signal(s) => (None, Some(s)),
-            };
-            ProcessEvent {
-                timestamp,
-                action: Some(if e.is_thread {
-                    ProcessAction::ThreadEnd
-                } else {
-                    ProcessAction::Exit
-                }),
-                pid: e.pid,
-                tid: e.is_thread.then_some(e.tid),
-                // A non-leader thread's own start time does not name the process.
-                entity_id: if e.is_thread {
-                    String::new()
-                } else {
-                    entity_id(boot, e.start_boottime_ns, e.pid)
-                },
-                exit_code,
-                signal,
-                ..ProcessEvent::default()
-            }
+            missing: lock(&self.missing).clone(),
+            processes: self.processes.load(Relaxed),
+            unseen: lock(&self.unseen).clone(),
+            holds: self.holds.load(Relaxed),
+            kernel_kills: self.kernel_kills.load(Relaxed),
+            unheld: self.unheld.load(Relaxed),
         }
     }
 }

@@ -61,6 +61,18 @@ impl Sandbox {
         } else {
             format!("watch = [\"{}\"]", mnt.display())
         };
+        // The eBPF sensor only where a test asks for it; and never holding execs from
+        // unwatched filesystems (everything outside the sandbox) unless a test says so.
+        let telemetry = if top.contains("[telemetry]") {
+            ""
+        } else {
+            "\n[telemetry]\nprocess = false\n"
+        };
+        let unseen = if exec.contains("unseen") {
+            ""
+        } else {
+            "unseen = \"memfd\"\n"
+        };
         let config = dir.path().join("custos.toml");
         let d = dir.path().display();
         let events = if top.contains("events =") {
@@ -72,7 +84,7 @@ impl Sandbox {
             &config,
             format!(
                 "mode = \"{mode}\"\nsocket = \"{d}/custos.sock\"\nstate_dir = \"{d}/state\"\n\
-                 {events}{top}\n[exec]\n{watch}\n{exec}\n"
+                 {events}{top}{telemetry}\n[exec]\n{watch}\n{unseen}{exec}\n"
             ),
         )
         .expect("config");
@@ -316,7 +328,7 @@ pub fn events_for<'a>(events: &'a [Value], path: &Path) -> Vec<&'a Value> {
     let p = path.to_str().expect("utf8");
     events
         .iter()
-        .filter(|e| e["process"]["executable"] == p)
+        .filter(|e| e["event"]["module"] == "custos.exec" && e["process"]["executable"] == p)
         .collect()
 }
 

@@ -1,0 +1,234 @@
+/* Syscall-level sensors, included by process.bpf.c: executable mappings (image loads) and
+ * injection (ptrace, process_vm_writev), plus the guard on held execs. Each syscall's
+ * arguments are kept from its enter to its exit tracepoint, so only calls that happened are
+ * reported, with their result.
+ * Kernel requirements: syscall tracepoints (CONFIG_FTRACE_SYSCALLS) and tracefs mounted. */
+#ifndef CUSTOS_CALLS_H
+#define CUSTOS_CALLS_H
+
+#define PTRACE_POKETEXT 4
+#define PTRACE_POKEDATA 5
+#define PTRACE_POKEUSER 6
+#define PTRACE_SETREGS 13
+#define PTRACE_SETFPREGS 15
+#define PTRACE_ATTACH 16
+#define PTRACE_SETREGSET 0x4205
+#define PTRACE_SEIZE 0x4206
+
+static __always_inline bool is_injecting(__u64 req)
+{
+	switch (req) {
+	case PTRACE_POKETEXT:
+	case PTRACE_POKEDATA:
+	case PTRACE_POKEUSER:
+	case PTRACE_SETREGS:
+	case PTRACE_SETFPREGS:
+	case PTRACE_ATTACH:
+	case PTRACE_SETREGSET:
+	case PTRACE_SEIZE:
+		return true;
+	}
+	return false;
+}
+
+static __always_inline void remember(struct pending_call *c)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&calls, &tid, c, BPF_ANY);
+}
+
+/* The call this thread entered, if it is one we track; removed from the map. */
+static __always_inline bool recall(struct pending_call *out, __u32 what)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending_call *c = bpf_map_lookup_elem(&calls, &tid);
+	if (!c)
+		return false;
+	bool ok = c->what == what;
+	if (ok)
+		*out = *c;
+	bpf_map_delete_elem(&calls, &tid);
+	return ok;
+}
+
+/* Held for judgement and not yet released: touching it is tampering. */
+static __always_inline bool is_held(__u32 pid)
+{
+	return bpf_map_lookup_elem(&held, &pid) != NULL;
+}
+
+static __always_inline __u64 my_start(void)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+	return BPF_CORE_READ(t, group_leader, start_boottime);
+}
+
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int on_mmap_enter(struct syscall_enter_ctx *ctx)
+{
+	__u64 prot = ctx->args[2], flags = ctx->args[3];
+	int fd = (int)ctx->args[4];
+	if (!(prot & PROT_EXEC) || (flags & MAP_ANONYMOUS) || fd < 0)
+		return 0;
+	struct pending_call c = {
+		.what = CUSTOS_REC_IMAGE,
+		.fd = fd,
+		.prot = prot,
+		.len = ctx->args[1],
+		.off = ctx->args[5],
+	};
+	remember(&c);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_mmap")
+int on_mmap_exit(struct syscall_exit_ctx *ctx)
+{
+	struct pending_call c;
+	if (!recall(&c, CUSTOS_REC_IMAGE) || (ctx->ret < 0 && ctx->ret > -4096))
+		return 0;
+	/* The fd still names the mapped file: the call has just returned in this thread. */
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (c.fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[c.fd]) || !f)
+		return 0;
+	struct image_event *e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	e->kind = CUSTOS_REC_IMAGE;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->prot = c.prot;
+	e->addr = ctx->ret;
+	e->len = c.len;
+	e->pgoff = c.off;
+	e->start_boottime_ns = BPF_CORE_READ(t, group_leader, start_boottime);
+	e->ino = BPF_CORE_READ(f, f_inode, i_ino);
+	e->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+	__u32 cut = 0;
+	e->path_len = walk_path(e->path, BPF_CORE_READ(f, f_path.dentry),
+				BPF_CORE_READ(f, f_path.mnt), &cut);
+	e->flags = cut ? CUSTOS_PATH_TRUNCATED : 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* An attempt on a held exec: kill the caller before its call can resume or change it. */
+static __always_inline __u32 guard_held(__u32 target)
+{
+	if (!is_held(target))
+		return 0;
+	bpf_send_signal(SIGKILL);
+	return CUSTOS_INJECT_TAMPER;
+}
+
+static __always_inline void report_inject(__u32 syscall, struct pending_call *c, long ret,
+					  __u32 flags)
+{
+	struct inject_event *e = reserve(sizeof(*e));
+	if (!e)
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	e->kind = CUSTOS_REC_INJECT;
+	e->syscall = syscall;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->target_pid = c->target;
+	e->request = c->request;
+	e->result = ret;
+	e->addr = c->addr;
+	e->start_boottime_ns = my_start();
+	e->flags = flags;
+	e->_pad = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_ptrace")
+int on_ptrace_enter(struct syscall_enter_ctx *ctx)
+{
+	__u64 req = ctx->args[0];
+	__u32 target = ctx->args[1];
+	__u32 tamper = guard_held(target);
+	if (!is_injecting(req) && !tamper)
+		return 0;
+	struct pending_call c = {
+		.what = CUSTOS_INJECT_PTRACE,
+		.target = target,
+		.request = req,
+		.addr = ctx->args[2],
+		.fd = tamper,
+	};
+	remember(&c);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_ptrace")
+int on_ptrace_exit(struct syscall_exit_ctx *ctx)
+{
+	struct pending_call c;
+	if (recall(&c, CUSTOS_INJECT_PTRACE))
+		report_inject(CUSTOS_INJECT_PTRACE, &c, ctx->ret, c.fd);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_process_vm_writev")
+int on_vm_write_enter(struct syscall_enter_ctx *ctx)
+{
+	__u32 target = ctx->args[0];
+	struct pending_call c = {
+		.what = CUSTOS_INJECT_VM_WRITE,
+		.target = target,
+		.addr = ctx->args[3], /* remote iovec */
+		.fd = guard_held(target),
+	};
+	/* Writing into oneself is not injection. */
+	if (target == tgid() && !c.fd)
+		return 0;
+	remember(&c);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_process_vm_writev")
+int on_vm_write_exit(struct syscall_exit_ctx *ctx)
+{
+	struct pending_call c;
+	if (recall(&c, CUSTOS_INJECT_VM_WRITE))
+		report_inject(CUSTOS_INJECT_VM_WRITE, &c, ctx->ret, c.fd);
+	return 0;
+}
+
+/* SIGCONT to a held exec from anyone but the agent would let
+ * an unjudged program run: kill it instead. The kill is queued from here (signal lock held),
+ * so it lands microseconds later — docs/ebpf.md says what that leaves. */
+SEC("tp_btf/signal_generate")
+int BPF_PROG(on_signal, int sig, struct kernel_siginfo *info, struct task_struct *task,
+	     int group, int result)
+{
+	if (sig != SIGCONT)
+		return 0;
+	__u32 target = BPF_CORE_READ(task, tgid);
+	if (!is_held(target))
+		return 0;
+	__u32 zero = 0;
+	struct settings *cfg = bpf_map_lookup_elem(&settings_map, &zero);
+	if (cfg && tgid() == cfg->self_pid)
+		return 0; /* the agent resuming its own hold */
+	bpf_map_delete_elem(&held, &target);
+	if (bpf_ksym_exists(bpf_task_from_pid) && bpf_ksym_exists(bpf_send_signal_task)) {
+		struct task_struct *t = bpf_task_from_pid(target);
+		if (t) {
+			bpf_send_signal_task(t, SIGKILL, PIDTYPE_TGID, 0);
+			bpf_task_release(t);
+		}
+	}
+	struct pending_call c = {.target = target};
+	report_inject(CUSTOS_INJECT_SIGCONT, &c, 0, CUSTOS_INJECT_TAMPER);
+	return 0;
+}
+
+#endif
