@@ -116,9 +116,10 @@ static __always_inline bool is_blocked(struct inode *ino, __u64 dev, __u64 i)
 	struct blocked_file *b = bpf_map_lookup_elem(&blocked, &id);
 	if (!b)
 		return false;
+	/* Bit 31 of i_ctime_nsec flags a multigrain ctime as queried (6.13+); not time. */
 	if (bpf_core_field_exists(ino->i_ctime_sec))
 		return BPF_CORE_READ(ino, i_ctime_sec) == b->ctime_sec &&
-		       BPF_CORE_READ(ino, i_ctime_nsec) == b->ctime_nsec;
+		       (BPF_CORE_READ(ino, i_ctime_nsec) & 0x7fffffff) == b->ctime_nsec;
 	return true;
 }
 

@@ -1,9 +1,11 @@
 /* Copies argv[1] into a memfd and runs it with fexecve (argv[1..] as its argv): a program
- * that never exists as a file on any filesystem. */
+ * that never exists as a file on any filesystem. CUSTOS_PAD_MB=N appends N MiB of zeros
+ * (the ELF loader ignores them; hashing them takes a while). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <stdlib.h>
 #include <unistd.h>
 extern char **environ;
 int main(int argc, char **argv)
@@ -22,6 +24,12 @@ int main(int argc, char **argv)
 		if (write(fd, buf, n) != n)
 			return 2;
 	close(in);
+	const char *pad = getenv("CUSTOS_PAD_MB");
+	if (pad) {
+		off_t end = lseek(fd, 0, SEEK_END);
+		if (ftruncate(fd, end + (off_t)atol(pad) * 1048576))
+			return 2;
+	}
 	fexecve(fd, argv + 1, environ);
 	perror("fexecve");
 	return 3;

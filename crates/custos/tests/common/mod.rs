@@ -424,3 +424,29 @@ impl Sandbox {
         });
     }
 }
+
+/// Compiles tests/programs/`name`.c into `dir` (gcc comes from scripts/setup.sh).
+pub fn cc(dir: &Path, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/programs/{name}.c"));
+    let out = dir.join(name);
+    let st = Command::new("cc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("run cc (install gcc: bash scripts/setup.sh)");
+    assert!(st.success(), "cc {name}.c");
+    out
+}
+
+impl Sandbox {
+    /// Waits until the eBPF sensor runs in the agent.
+    pub fn wait_telemetry(&self) {
+        wait_until(
+            Duration::from_secs(15),
+            "process telemetry not running",
+            || self.status()["telemetry"]["process"] == "running",
+        );
+    }
+}
