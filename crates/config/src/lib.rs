@@ -335,4 +335,19 @@ mod tests {
         std::fs::write(&p, "mode = \"audit\"\n").expect("write");
         assert_eq!(Config::load(&p).expect("loads").mode, Mode::Audit);
     }
+
+    #[test]
+    fn unseen_and_telemetry() {
+        let d = Config::default();
+        assert!(d.telemetry.process && d.telemetry.images);
+        assert_eq!(d.exec.unseen, Unseen::Unwatched);
+        let c = parse("[telemetry]\nimages = false\n[exec]\nunseen = \"memfd\"").expect("parses");
+        assert_eq!(c.exec.unseen, Unseen::Memfd);
+        assert!(!c.telemetry.images);
+        let e = parse("[exec]\nunseen = \"all\"").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown variant `all`") && e.contains("line 2"),
+            "{e}"
+        );
+    }
 }

@@ -183,7 +183,10 @@ fn resuming_or_tracing_a_held_exec_is_tampering() {
     let _serial = serial();
     let sb = Sandbox::started(
         "monitor",
-        &format!("deadline_ms = 60000\n{}", with_sensor("max_hash_mb = 65536\n")),
+        &format!(
+            "deadline_ms = 60000\n{}",
+            with_sensor("max_hash_mb = 65536\n")
+        ),
     );
     sb.wait_telemetry();
     let runner = cc(sb.dir.path(), "memfd_exec");
@@ -228,7 +231,10 @@ fn a_held_exec_is_resumed_when_the_agent_is_killed() {
     let _serial = serial();
     let mut sb = Sandbox::started(
         "monitor",
-        &format!("deadline_ms = 60000\n{}", with_sensor("max_hash_mb = 65536\n")),
+        &format!(
+            "deadline_ms = 60000\n{}",
+            with_sensor("max_hash_mb = 65536\n")
+        ),
     );
     sb.wait_telemetry();
     let runner = cc(sb.dir.path(), "memfd_exec");
