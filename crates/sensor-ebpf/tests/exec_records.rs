@@ -2,20 +2,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::*;
+
 use custos_sensor_ebpf::{ExitStatus, ProcessSensor, Record};
 use std::process::Command;
 use std::time::Duration;
-
-fn root_or_skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CUSTOS_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("CUSTOS_E2E_REQUIRED=1 but not running as root");
-    }
-    eprintln!("skipped: needs root (BPF)");
-    false
-}
 
 #[test]
 fn a_short_lived_process_is_reported_with_full_path_and_argv() {
@@ -111,22 +104,6 @@ fn a_burst_of_execs_is_counted_exactly() {
     assert!(child.wait().unwrap().success());
     assert_eq!(sensor.lost(), 0, "ring buffer reservations failed");
     assert_eq!(seen, N);
-}
-
-/// Polls until `want` returns true for a record (or 5 s pass).
-fn wait_for(sensor: &ProcessSensor, mut want: impl FnMut(&Record) -> bool) -> Option<Record> {
-    let mut found = None;
-    sensor
-        .poll(Duration::from_secs(5), |r| {
-            let r = r.expect("decodes");
-            if want(&r) {
-                found = Some(r);
-                return false;
-            }
-            true
-        })
-        .unwrap();
-    found
 }
 
 #[test]

@@ -3,53 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::*;
+
 use custos_sensor_ebpf::{InjectKind, ProcessSensor, Record};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
-
-fn root_or_skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CUSTOS_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("CUSTOS_E2E_REQUIRED=1 but not running as root");
-    }
-    eprintln!("skipped: needs root (BPF)");
-    false
-}
-
-/// Compiles tests/programs/`name`.c into `dir`.
-fn cc(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/programs/{name}.c"));
-    let out = dir.join(name);
-    let st = Command::new("cc")
-        .arg("-O1")
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .args(args)
-        .status()
-        .expect("run cc (install gcc: bash scripts/setup.sh)");
-    assert!(st.success(), "cc {name}.c");
-    out
-}
-
-/// Polls until `want` returns true for a record (or 5 s pass).
-fn wait_for(sensor: &ProcessSensor, mut want: impl FnMut(&Record) -> bool) -> Option<Record> {
-    let mut found = None;
-    sensor
-        .poll(Duration::from_secs(5), |r| {
-            let r = r.expect("decodes");
-            if want(&r) {
-                found = Some(r);
-                return false;
-            }
-            true
-        })
-        .unwrap();
-    found
-}
 
 #[test]
 fn every_part_loads_on_this_kernel() {

@@ -21,6 +21,15 @@ impl Guardian {
     /// Forks the guardian. Call it while the process has one thread (before any is spawned):
     /// the child runs Rust code after `fork`.
     pub fn spawn() -> io::Result<Guardian> {
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        if !status
+            .lines()
+            .any(|l| l.split_whitespace().eq(["Threads:", "1"]))
+        {
+            return Err(io::Error::other(
+                "the guardian must be forked before any thread starts",
+            ));
+        }
         let (agent, child_end) = UnixStream::pair()?;
         // SAFETY: the caller guarantees a single-threaded process, so the child may allocate
         // and run arbitrary code; it leaves with `_exit`, never returning into the agent.

@@ -16,17 +16,9 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_custos");
 
-/// True when the test may run; false (after saying so) when it must be skipped.
-pub fn root_or_skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CUSTOS_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("CUSTOS_E2E_REQUIRED=1 but not running as root");
-    }
-    eprintln!("skipped: needs root (fanotify permission events)");
-    false
-}
+#[path = "../../../../tests/programs/support.rs"]
+mod support;
+pub use support::root_or_skip;
 
 /// One isolated agent over one private tmpfs.
 pub struct Sandbox {
@@ -425,19 +417,9 @@ impl Sandbox {
     }
 }
 
-/// Compiles tests/programs/`name`.c into `dir` (gcc comes from scripts/setup.sh).
+/// Compiles tests/programs/`name`.c into `dir`.
 pub fn cc(dir: &Path, name: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/programs/{name}.c"));
-    let out = dir.join(name);
-    let st = Command::new("cc")
-        .arg("-O1")
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("run cc (install gcc: bash scripts/setup.sh)");
-    assert!(st.success(), "cc {name}.c");
-    out
+    support::cc(dir, name, &[])
 }
 
 impl Sandbox {
