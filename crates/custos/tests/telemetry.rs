@@ -62,6 +62,24 @@ fn process_telemetry_reports_fork_exec_and_exit_with_one_entity_id() {
     let entity = exec["process"]["entity_id"].as_str().unwrap().to_owned();
     assert!(entity.ends_with(&format!(":{pid}")), "{entity}");
     assert!(exec["process"]["parent"]["entity_id"].is_string());
+    assert!(exec["process"]["start"].is_string());
+    assert_eq!(
+        exec["process"]["working_directory"],
+        std::env::current_dir().unwrap().to_str().unwrap()
+    );
+    // The libraries it mapped, attributed to the same entity.
+    let mut libc = None;
+    wait_until(Duration::from_secs(10), "no image_load of libc", || {
+        libc = sb.events_at_least(0).into_iter().find(|e| {
+            e["event"]["action"] == "image_load"
+                && e["process"]["pid"] == pid
+                && e["dll"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("libc.so"))
+        });
+        libc.is_some()
+    });
+    assert_eq!(libc.unwrap()["process"]["entity_id"], entity.as_str());
 
     let fork = wait_event(&sb, pid, "fork");
     assert_eq!(

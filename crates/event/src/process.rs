@@ -87,6 +87,8 @@ pub struct ProcessEvent {
     pub hold: Option<&'static str>,
     /// fanotify cannot see this exec (memfd, unwatched filesystem).
     pub unseen: bool,
+    /// When the process started, RFC 3339 (exec, fork).
+    pub start: Option<String>,
 }
 
 impl ProcessEvent {
@@ -114,6 +116,9 @@ impl ProcessEvent {
             if let Some(pe) = &self.parent_entity_id {
                 process["parent"]["entity_id"] = json!(pe);
             }
+        }
+        if let Some(t) = &self.start {
+            process["start"] = json!(t);
         }
         if let Some(d) = &self.working_directory {
             process["working_directory"] = json!(d);

@@ -5,7 +5,7 @@ use custos_event::{ImageEvent, InjectEvent, ProcessAction, ProcessEvent, Process
 use custos_process::{entity_id, ticks_from_ns, Process, ProcessTable};
 use custos_sensor_ebpf::{ExitStatus, HoldState, InjectKind, Record};
 use serde_json::Value;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Bound on the process table; exited entries go first (see `ProcessTable`).
 const TABLE_MAX: usize = 1 << 18;
@@ -16,6 +16,17 @@ pub struct Converter {
     boot: String,
     tck: u64,
     images: bool,
+    /// Wall-clock time of boot, to turn start times (ns since boot) into dates.
+    booted: SystemTime,
+}
+
+/// Wall-clock time of boot: now minus `CLOCK_BOOTTIME`.
+fn boot_wall_time() -> SystemTime {
+    let now = SystemTime::now();
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .ok()
+        .and_then(|t| now.checked_sub(Duration::from(t)))
+        .unwrap_or(now)
 }
 
 fn sref(p: Option<&Process>, pid: u32, fallback_entity: Option<String>) -> ProcessRef {
@@ -55,6 +66,7 @@ impl Converter {
             boot,
             tck,
             images,
+            booted: boot_wall_time(),
         }
     }
 
@@ -77,11 +89,17 @@ impl Converter {
         entity_id(&self.boot, ticks_from_ns(start_ns, self.tck), pid)
     }
 
+    fn started(&self, start_ns: u64) -> Option<String> {
+        let t = self.booted.checked_add(Duration::from_nanos(start_ns))?;
+        Some(custos_event::timestamp(t))
+    }
+
     /// The event for one record, or `None` for records not reported (image loads when off).
     pub fn event(&mut self, rec: &Record) -> Option<Value> {
         let timestamp = custos_event::timestamp(SystemTime::now());
         let ev = match rec {
             Record::Exec(r) => {
+                let start = self.started(r.start_boottime_ns);
                 let p = self.table.on_exec(
                     r.pid,
                     r.start_boottime_ns,
@@ -112,6 +130,7 @@ impl Converter {
                     cwd_truncated: r.cwd_truncated,
                     hold: hold_name(r.hold),
                     unseen: r.unseen,
+                    start,
                     ..ProcessEvent::default()
                 }
                 .to_ecs()
@@ -127,6 +146,7 @@ impl Converter {
             }
             .to_ecs(),
             Record::Fork(f) => {
+                let start = self.started(f.child_start_boottime_ns);
                 let c = self.table.on_fork(
                     f.parent_pid,
                     f.parent_start_boottime_ns,
@@ -141,6 +161,7 @@ impl Converter {
                     parent_pid: Some(f.parent_pid),
                     parent_entity_id: c.parent_entity_id.as_deref().map(str::to_owned),
                     executable: c.executable.as_deref().map(str::to_owned),
+                    start,
                     ..ProcessEvent::default()
                 }
                 .to_ecs()
@@ -251,6 +272,7 @@ mod tests {
         let mut c = Converter::new("boot".into(), 100, true);
         let v = c.event(&exec(50, 1, 20_000_000, "/usr/bin/bash")).unwrap();
         assert_eq!(v["process"]["entity_id"], "boot:2:50");
+        assert!(v["process"]["start"].as_str().unwrap().ends_with('Z'));
         assert_eq!(v["process"]["parent"]["entity_id"], "boot:1:1");
         // A fork inherits the program; its entity id is its own.
         let v = c
