@@ -201,19 +201,9 @@ impl Telemetry {
             }
             let lost = sensor.lost();
             self.lost.store(lost, Relaxed);
-            if lost > reported_lost {
-                tracing::warn!(
-                    lost = lost - reported_lost,
-                    total = lost,
-                    "process records lost"
-                );
-                let ev = LossEvent {
-                    timestamp: custos_event::timestamp(SystemTime::now()),
-                    lost: lost - reported_lost,
-                    total: lost,
-                };
+            if let Some(ev) = loss_event(&mut reported_lost, lost) {
+                tracing::warn!(lost = ev.lost, total = lost, "process records lost");
                 w.output.emit_line(ev.to_ecs().to_string());
-                reported_lost = lost;
             }
             let now = watched_devs(&w.watched);
             if now != devs {
@@ -304,5 +294,35 @@ impl Telemetry {
             kernel_kills: self.kernel_kills.load(Relaxed),
             unheld: self.unheld.load(Relaxed),
         }
+    }
+}
+
+/// A loss event when the kernel's counter grew since the last one reported.
+fn loss_event(reported: &mut u64, total: u64) -> Option<LossEvent> {
+    if total <= *reported {
+        return None;
+    }
+    let ev = LossEvent {
+        timestamp: custos_event::timestamp(SystemTime::now()),
+        lost: total - *reported,
+        total,
+    };
+    *reported = total;
+    Some(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_are_reported_once_per_growth() {
+        let mut seen = 0;
+        assert!(loss_event(&mut seen, 0).is_none());
+        let e = loss_event(&mut seen, 5).expect("grew");
+        assert_eq!((e.lost, e.total), (5, 5));
+        assert!(loss_event(&mut seen, 5).is_none());
+        let e = loss_event(&mut seen, 7).expect("grew again");
+        assert_eq!((e.lost, e.total), (2, 7));
     }
 }
