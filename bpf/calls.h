@@ -114,7 +114,7 @@ int on_mmap_exit(struct syscall_exit_ctx *ctx)
 	e->path_len = walk_path(e->path, BPF_CORE_READ(f, f_path.dentry),
 				BPF_CORE_READ(f, f_path.mnt), &cut);
 	e->flags = cut ? CUSTOS_PATH_TRUNCATED : 0;
-	bpf_ringbuf_submit(e, 0);
+	submit(e, false);
 	return 0;
 }
 
@@ -145,7 +145,7 @@ static __always_inline void report_inject(__u32 syscall, struct pending_call *c,
 	e->start_boottime_ns = my_start();
 	e->flags = flags;
 	e->_pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	submit(e, false);
 }
 
 SEC("tracepoint/syscalls/sys_enter_ptrace")

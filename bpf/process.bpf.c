@@ -103,6 +103,17 @@ static __always_inline void *reserve(__u64 size)
 	return e;
 }
 
+/* Records are not urgent, and waking the reader for each one costs the exec'ing task an
+ * irq_work and a wake-up: the reader polls every few milliseconds anyway, so only wake it
+ * when a record must not wait (a held exec) or the buffer is filling up. */
+#define WAKE_AT_BYTES (2 << 20)
+
+static __always_inline void submit(void *e, bool urgent)
+{
+	bool wake = urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > WAKE_AT_BYTES;
+	bpf_ringbuf_submit(e, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
 static __always_inline __u32 tgid(void)
 {
 	return bpf_get_current_pid_tgid() >> 32;
@@ -215,7 +226,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		e->args_len = len;
 	e->flags = flags;
 	/* A held process waits on this record: wake the reader now. */
-	bpf_ringbuf_submit(e, hold ? BPF_RB_FORCE_WAKEUP : 0);
+	submit(e, hold);
 	return 0;
 }
 
@@ -235,7 +246,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	e->child_start_boottime_ns = BPF_CORE_READ(child, start_boottime);
 	/* The parent's thread-group leader identifies the parent process. */
 	e->parent_start_boottime_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
-	bpf_ringbuf_submit(e, 0);
+	submit(e, false);
 	return 0;
 }
 
@@ -256,7 +267,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	e->is_thread = tid != pid;
 	e->_pad = 0;
 	e->start_boottime_ns = BPF_CORE_READ(p, start_boottime);
-	bpf_ringbuf_submit(e, 0);
+	submit(e, false);
 	return 0;
 }
 

@@ -310,7 +310,7 @@ impl ProcessSensor {
         })?;
         let t0 = std::time::Instant::now();
         while !stop.get() && t0.elapsed() < timeout {
-            reader.poll(Duration::from_millis(50))?;
+            reader.poll(Duration::from_millis(20))?;
         }
         Ok(())
     }
@@ -322,14 +322,17 @@ pub struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Waits up to `timeout` for records and delivers all that are there.
+    /// Waits up to `timeout` for records and delivers all that are there. The kernel only
+    /// wakes the reader for urgent records (held execs) or a filling buffer, so everything
+    /// else is read when the wait ends: poll often (every 20 ms or so).
     pub fn poll(&self, timeout: Duration) -> Result<(), EbpfError> {
         match self.rb.poll(timeout) {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             // A signal during epoll_wait is not a failure.
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => Ok(()),
-            Err(e) => Err(EbpfError::Poll(e)),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
+            Err(e) => return Err(EbpfError::Poll(e)),
         }
+        self.rb.consume().map_err(EbpfError::Poll)
     }
 }
 

@@ -194,7 +194,7 @@ impl Telemetry {
         let mut reported_lost = 0;
         let mut last_sweep = Instant::now();
         while !self.stop.load(Relaxed) {
-            if let Err(e) = reader.poll(Duration::from_millis(100)) {
+            if let Err(e) = reader.poll(Duration::from_millis(20)) {
                 tracing::error!("process telemetry stopped: {e}");
                 self.set_state(format!("failed: {e}"));
                 break;
