@@ -182,6 +182,33 @@ fn load_parts(parts: &[Part]) -> Result<(skel::ProcessSkel<'static>, Storage), E
     Ok((skel, storage))
 }
 
+/// Which parts to run: all of them if they load together; otherwise the core `Process` part
+/// (its failure is the error) plus each optional part that loads next to it alone. `load`
+/// tries one combination; the rejected parts come back with the reason.
+fn usable_parts(
+    mut load: impl FnMut(&[Part]) -> Result<(), EbpfError>,
+) -> Result<(Vec<Part>, Vec<Missing>), EbpfError> {
+    let mut all = vec![Part::Process];
+    all.extend(Part::OPTIONAL);
+    let Err(first) = load(&all) else {
+        return Ok((all, Vec::new()));
+    };
+    tracing::debug!("loading every part failed: {}", chain(&first));
+    load(&[Part::Process])?;
+    let mut parts = vec![Part::Process];
+    let mut missing = Vec::new();
+    for p in Part::OPTIONAL {
+        match load(&[Part::Process, p]) {
+            Ok(()) => parts.push(p),
+            Err(e) => missing.push(Missing {
+                part: p,
+                why: chain(&e),
+            }),
+        }
+    }
+    Ok((parts, missing))
+}
+
 /// The loaded and attached process sensor.
 pub struct ProcessSensor {
     links: Vec<Link>,
@@ -194,30 +221,12 @@ impl ProcessSensor {
     /// Loads and attaches every part that works here. Fails only if the core process
     /// programs cannot run; other failures are listed by [`ProcessSensor::missing`].
     pub fn load() -> Result<ProcessSensor, EbpfError> {
-        let mut missing = Vec::new();
-        let mut parts = vec![Part::Process];
-        parts.extend(Part::OPTIONAL);
-        let (skel, storage) = match load_parts(&parts) {
-            Ok(x) => x,
-            Err(all) => {
-                // Find the parts the verifier (or this kernel) rejects, one at a time.
-                load_parts(&[Part::Process])?;
-                parts.retain(|&p| {
-                    p == Part::Process
-                        || match load_parts(&[Part::Process, p]) {
-                            Ok(_) => true,
-                            Err(e) => {
-                                missing.push(Missing {
-                                    part: p,
-                                    why: chain(&e),
-                                });
-                                false
-                            }
-                        }
-                });
-                tracing::debug!("full load failed: {}", chain(&all));
-                load_parts(&parts)?
-            }
+        let mut loaded = None;
+        let (parts, missing) =
+            usable_parts(|parts| load_parts(parts).map(|x| loaded = Some((parts.to_vec(), x))))?;
+        let (skel, storage) = match loaded {
+            Some((p, x)) if p == parts => x,
+            _ => load_parts(&parts)?,
         };
         let mut sensor = ProcessSensor {
             links: Vec::new(),
@@ -356,5 +365,48 @@ fn ensure_tracefs() {
         None::<&str>,
     ) {
         tracing::warn!("cannot mount tracefs on {}: {e}", dir.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier_says_no() -> EbpfError {
+        EbpfError::Load {
+            step: "load",
+            source: libbpf_rs::Error::from(std::io::Error::from_raw_os_error(13)),
+        }
+    }
+
+    #[test]
+    fn all_parts_when_they_load_together() {
+        let (parts, missing) = usable_parts(|_| Ok(())).expect("loads");
+        assert_eq!(parts.len(), 4);
+        assert!(missing.is_empty());
+    }
+
+    #[test]
+    fn a_rejected_part_is_left_out_with_its_reason() {
+        let mut tried = Vec::new();
+        let (parts, missing) = usable_parts(|p| {
+            tried.push(p.to_vec());
+            if p.contains(&Part::Images) {
+                Err(verifier_says_no())
+            } else {
+                Ok(())
+            }
+        })
+        .expect("the core loads");
+        assert_eq!(parts, vec![Part::Process, Part::Injection, Part::HoldGuard]);
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].part, Part::Images);
+        assert!(missing[0].why.contains("cannot load"), "{}", missing[0].why);
+        assert_eq!(tried[1], vec![Part::Process], "the core alone first");
+    }
+
+    #[test]
+    fn the_core_failing_is_an_error() {
+        assert!(usable_parts(|_| Err(verifier_says_no())).is_err());
     }
 }
