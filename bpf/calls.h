@@ -118,13 +118,40 @@ int on_mmap_exit(struct syscall_exit_ctx *ctx)
 	return 0;
 }
 
-/* An attempt on a held exec: kill the caller before its call can resume or change it. */
-static __always_inline __u32 guard_held(__u32 target)
+/* The global tgid of `vpid` as the caller sees it (its pid namespace), or 0. */
+static __always_inline __u32 global_tgid(__u32 vpid)
+{
+	if (!bpf_ksym_exists(bpf_task_from_vpid) || !bpf_ksym_exists(bpf_task_release))
+		return vpid;
+	struct task_struct *t = bpf_task_from_vpid(vpid);
+	if (!t)
+		return 0;
+	__u32 global = BPF_CORE_READ(t, tgid);
+	bpf_task_release(t);
+	return global;
+}
+
+/* Kills a held exec's process (by global tgid); true if it was held. */
+static __always_inline bool kill_held(__u32 target)
 {
 	if (!is_held(target))
-		return 0;
-	bpf_send_signal(SIGKILL);
-	return CUSTOS_INJECT_TAMPER;
+		return false;
+	bpf_map_delete_elem(&held, &target);
+	if (bpf_ksym_exists(bpf_task_from_pid) && bpf_ksym_exists(bpf_send_signal_task)) {
+		struct task_struct *t = bpf_task_from_pid(target);
+		if (t) {
+			bpf_send_signal_task(t, SIGKILL, PIDTYPE_TGID, 0);
+			bpf_task_release(t);
+		}
+	}
+	return true;
+}
+
+/* An attempt to take over or write into a held exec: the unjudged program is killed before
+ * the call goes ahead (the signal is sent synchronously here), so the call cannot resume it. */
+static __always_inline __u32 guard_held(__u32 target)
+{
+	return kill_held(target) ? CUSTOS_INJECT_TAMPER : 0;
 }
 
 static __always_inline void report_inject(__u32 syscall, struct pending_call *c, long ret,
@@ -152,10 +179,11 @@ SEC("tracepoint/syscalls/sys_enter_ptrace")
 int on_ptrace_enter(struct syscall_enter_ctx *ctx)
 {
 	__u64 req = ctx->args[0];
-	__u32 target = ctx->args[1];
-	__u32 tamper = guard_held(target);
-	if (!is_injecting(req) && !tamper)
+	if (!is_injecting(req))
 		return 0;
+	__u32 target = global_tgid(ctx->args[1]);
+	/* Only a tracer can resume or change a tracee, and becoming one takes attach or seize. */
+	__u32 tamper = (req == PTRACE_ATTACH || req == PTRACE_SEIZE) ? guard_held(target) : 0;
 	struct pending_call c = {
 		.what = CUSTOS_INJECT_PTRACE,
 		.target = target,
@@ -179,7 +207,7 @@ int on_ptrace_exit(struct syscall_exit_ctx *ctx)
 SEC("tracepoint/syscalls/sys_enter_process_vm_writev")
 int on_vm_write_enter(struct syscall_enter_ctx *ctx)
 {
-	__u32 target = ctx->args[0];
+	__u32 target = global_tgid(ctx->args[0]);
 	struct pending_call c = {
 		.what = CUSTOS_INJECT_VM_WRITE,
 		.target = target,
@@ -202,7 +230,8 @@ int on_vm_write_exit(struct syscall_exit_ctx *ctx)
 	return 0;
 }
 
-/* SIGCONT to a held exec from anyone but the agent would let
+/* SIGCONT to a held exec from anyone but the agent (a user, a shell's fg/bg, or the kernel
+ * continuing an orphaned process group) would let
  * an unjudged program run: kill it instead. The kill is queued from here (signal lock held),
  * so it lands microseconds later — docs/ebpf.md says what that leaves. */
 SEC("tp_btf/signal_generate")
@@ -218,14 +247,7 @@ int BPF_PROG(on_signal, int sig, struct kernel_siginfo *info, struct task_struct
 	struct settings *cfg = bpf_map_lookup_elem(&settings_map, &zero);
 	if (cfg && tgid() == cfg->self_pid)
 		return 0; /* the agent resuming its own hold */
-	bpf_map_delete_elem(&held, &target);
-	if (bpf_ksym_exists(bpf_task_from_pid) && bpf_ksym_exists(bpf_send_signal_task)) {
-		struct task_struct *t = bpf_task_from_pid(target);
-		if (t) {
-			bpf_send_signal_task(t, SIGKILL, PIDTYPE_TGID, 0);
-			bpf_task_release(t);
-		}
-	}
+	kill_held(target);
 	struct pending_call c = {.target = target};
 	report_inject(CUSTOS_INJECT_SIGCONT, &c, 0, CUSTOS_INJECT_TAMPER);
 	return 0;

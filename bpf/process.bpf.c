@@ -92,6 +92,7 @@ struct blocked_file _blocked_file = {};
 
 extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym __weak;
 extern void bpf_task_release(struct task_struct *p) __ksym __weak;
+extern struct task_struct *bpf_task_from_vpid(s32 vpid) __ksym __weak;
 extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
 				u64 value) __ksym __weak;
 
@@ -167,6 +168,16 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		} else if (wants_hold(cfg, dev)) {
 			flags |= CUSTOS_EXEC_UNSEEN;
 			hold = true;
+		}
+	}
+	if (hold && BPF_CORE_READ(p, ptrace)) {
+		/* A tracer sees the SIGSTOP as a signal stop and can resume past it: the hold
+		 * would not hold. Killed where the mode says so, else it runs (reported). */
+		hold = false;
+		flags |= CUSTOS_EXEC_TRACED;
+		if (cfg && cfg->kill_traced) {
+			bpf_send_signal(SIGKILL);
+			flags |= CUSTOS_EXEC_KILLED;
 		}
 	}
 	struct exec_event *e = reserve(sizeof(*e));

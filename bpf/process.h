@@ -23,6 +23,7 @@
 #define CUSTOS_EXEC_KILLED 16  /* killed in the kernel: (dev, ino) is in the blocked map */
 #define CUSTOS_EXEC_UNSEEN 32  /* fanotify cannot see this exec (unwatched fs or memfd) */
 #define CUSTOS_EXEC_OVERLOAD 64 /* would be held, but could not be (held map or ring full) */
+#define CUSTOS_EXEC_TRACED 128  /* would be held, but runs under ptrace: a tracer could resume it */
 
 /* The target of an injection was an exec held for judgement: the source was killed. */
 #define CUSTOS_INJECT_TAMPER 1
@@ -46,7 +47,7 @@ struct settings {
 	__u32 hold_scope;
 	__u32 kill_on_overload; /* an exec that cannot be held is killed (lockdown) */
 	__u32 self_pid;         /* the agent: never held */
-	__u32 _pad;
+	__u32 kill_traced;      /* an exec under ptrace (which SIGSTOP cannot hold) is killed */
 };
 
 /* Blocked map: (dev, ino) -> the ctime the verdict was computed for. */

@@ -150,6 +150,7 @@ struct mm_struct {
 };
 
 struct task_struct {
+	unsigned int ptrace;
 	int exit_code;
 	pid_t pid;
 	pid_t tgid;

@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// The program as the kernel's exec record names it, and as the verdict engine does
+/// (`/proc/PID/exe`).
 const MEMFD_PATH: &str = "/memfd:custos-test";
+const MEMFD_EXE: &str = "/memfd:custos-test (deleted)";
 
 /// One agent holding execs at a time: a second agent's holds would see the first one's
 /// SIGCONT as tampering (one agent per host is the design).
@@ -76,7 +79,7 @@ fn memfd_program_with_a_block_rule_is_killed_before_it_runs() {
 
     let st = Command::new(&runner).arg(&evil).status().unwrap();
     assert_eq!(st.signal(), Some(9), "killed, not run: {st:?}");
-    let d = wait_decision(&sb, MEMFD_PATH, "binary_rule");
+    let d = wait_decision(&sb, MEMFD_EXE, "binary_rule");
     assert_eq!(d["custos"]["decision"], "deny");
     assert!(d["process"]["hash"]["sha256"].is_string());
     // The process event says the kernel held it.
@@ -106,9 +109,11 @@ fn lockdown_kills_an_unknown_memfd_program_and_runs_an_allowed_one() {
     let unknown = unique_true(sb.dir.path(), "unknown");
     let st = Command::new(&runner).arg(&unknown).status().unwrap();
     assert_eq!(st.signal(), Some(9), "{st:?}");
-    let d = wait_decision(&sb, MEMFD_PATH, "mode_default");
+    let d = wait_decision(&sb, MEMFD_EXE, "mode_default");
     assert_eq!(d["custos"]["decision"], "deny");
 
+    // An allowed hash runs from a memfd sealed against writes; unsealed, its content could
+    // change after the verdict, so lockdown does not trust the allow.
     let trusted = unique_true(sb.dir.path(), "trusted");
     sb.ok(&[
         "rule",
@@ -117,11 +122,15 @@ fn lockdown_kills_an_unknown_memfd_program_and_runs_an_allowed_one() {
         trusted.to_str().unwrap(),
         "--allow",
     ]);
-    assert!(Command::new(&runner)
+    let st = Command::new(&runner).arg(&trusted).status().unwrap();
+    assert_eq!(st.signal(), Some(9), "{st:?}");
+    wait_decision(&sb, MEMFD_EXE, "mutable");
+    let st = Command::new(&runner)
         .arg(&trusted)
+        .env("CUSTOS_SEAL", "1")
         .status()
-        .unwrap()
-        .success());
+        .unwrap();
+    assert!(st.success(), "{st:?}");
 }
 
 #[test]
@@ -192,16 +201,36 @@ fn resuming_or_tracing_a_held_exec_is_tampering() {
     let runner = cc(sb.dir.path(), "memfd_exec");
     let tracer = cc(sb.dir.path(), "ptrace_attach");
 
-    // ptrace on a held exec: the tracer dies; the held program is judged as usual and runs.
+    // ptrace attach to a held exec: the unjudged program is killed before the attach goes
+    // ahead, so no tracer can resume it; the attempt is reported.
     let mut held = spawn_slow_memfd(&runner, 6000);
-    wait_held(&sb, held.id());
-    let t = Command::new(&tracer)
-        .arg(held.id().to_string())
+    let pid = held.id();
+    wait_held(&sb, pid);
+    Command::new(&tracer).arg(pid.to_string()).status().unwrap();
+    let st = wait_timeout(&mut held, Duration::from_secs(10)).expect("ended");
+    assert_eq!(st.signal(), Some(9), "{st:?}");
+    wait_until(
+        Duration::from_secs(5),
+        "no tampering ptrace_attach event",
+        || {
+            sb.events_at_least(0).iter().any(|e| {
+                e["event"]["action"] == "ptrace_attach"
+                    && e["target"]["process"]["pid"] == pid
+                    && e["custos"]["tamper"] == true
+            })
+        },
+    );
+
+    // A program that is already traced when it execs cannot be held (its tracer would see
+    // the SIGSTOP and could pass over it): killed in monitor mode.
+    let traced = cc(sb.dir.path(), "traced_exec");
+    let st = Command::new(&traced)
+        .args([runner.to_str().unwrap(), "/bin/true"])
         .status()
         .unwrap();
-    assert_eq!(t.signal(), Some(9), "tracer killed: {t:?}");
-    let st = wait_timeout(&mut held, Duration::from_secs(60)).expect("judged");
-    assert!(st.success(), "{st:?}");
+    assert_eq!(st.code(), Some(128 + 9), "{st:?}");
+    // Decided in the kernel: named by the exec record's path.
+    wait_decision(&sb, MEMFD_PATH, "traced");
 
     // SIGCONT from anyone but the agent: the held program is killed, and it is reported.
     let mut held = spawn_slow_memfd(&runner, 6000);

@@ -79,6 +79,12 @@ pub enum Reason {
     Shutdown,
     /// Killed in the kernel: an earlier verdict denied this unchanged file.
     KernelBlocked,
+    /// The content could change after the verdict (an unsealed memfd); the mode's fallback
+    /// applied to the allow.
+    Mutable,
+    /// Not seen by fanotify and run under ptrace, so it could not be held; the mode's
+    /// fallback applied (killed in monitor and lockdown).
+    Traced,
 }
 
 impl Reason {
@@ -93,6 +99,8 @@ impl Reason {
             Reason::Overload => "overload",
             Reason::Shutdown => "shutdown",
             Reason::KernelBlocked => "kernel_blocked",
+            Reason::Mutable => "mutable",
+            Reason::Traced => "traced",
         }
     }
 }

@@ -90,12 +90,14 @@ impl Controls {
         })
     }
 
-    /// Sets the hold scope, whether an exec that cannot be held is killed, and the agent's pid
+    /// Sets the hold scope, whether an exec that cannot be held is killed (`kill_on_overload`,
+    /// and `kill_traced` for one under ptrace, which SIGSTOP cannot hold), and the agent's pid
     /// (never held).
     pub fn configure(
         &self,
         scope: HoldScope,
         kill_on_overload: bool,
+        kill_traced: bool,
         self_pid: u32,
     ) -> Result<(), EbpfError> {
         let s = RawSettings {
@@ -105,8 +107,8 @@ impl Controls {
                 HoldScope::Unwatched => 2,
             },
             kill_on_overload: kill_on_overload.into(),
+            kill_traced: kill_traced.into(),
             self_pid,
-            ..RawSettings::default()
         };
         if scope == HoldScope::Memfd {
             match memfd_dev() {
@@ -177,10 +179,15 @@ impl Controls {
         Ok(())
     }
 
-    /// Forgets a hold before the agent resumes the process (so its SIGCONT is not taken for
-    /// tampering). True if it was held.
-    pub fn release(&self, pid: u32) -> bool {
-        self.held.delete(&pid.to_ne_bytes()).is_ok()
+    /// Forgets the hold of the process `pid` that started at `start_ns`, and only that one: a
+    /// newer hold of the same pid (it exec'd again) is left alone.
+    pub fn release(&self, pid: u32, start_ns: u64) {
+        let key = pid.to_ne_bytes();
+        if let Ok(Some(v)) = self.held.lookup(&key, MapFlags::ANY) {
+            if v.as_slice() == start_ns.to_ne_bytes() {
+                let _ = self.held.delete(&key);
+            }
+        }
     }
 
     /// The `held` map, for the guardian process that resumes holds if the agent dies.

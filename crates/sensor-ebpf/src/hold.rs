@@ -6,7 +6,7 @@ use crate::record::ExecRecord;
 use custos_event::Decision;
 use custos_verdict::{Content, FileKey, Held, PositionedFile, ProcessInfo};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 /// A process stopped (`SIGSTOP`) right after its exec. Answering "allow" resumes it
@@ -14,9 +14,11 @@ use std::sync::Arc;
 /// be signalled. Dropping it unanswered resumes it, so no path leaves a process stopped.
 pub struct HeldProcess {
     pid: u32,
+    start_ns: u64,
     pidfd: OwnedFd,
-    exe: std::fs::File,
-    path: String,
+    /// `/proc/PID/exe`, or why it could not be opened (the verdict is then the fallback).
+    exe: Result<std::fs::File, String>,
+    path: Option<String>,
     info: ProcessInfo,
     controls: Arc<Controls>,
     answered: bool,
@@ -31,6 +33,17 @@ impl std::fmt::Debug for HeldProcess {
     }
 }
 
+/// Why a hold could not be taken over.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    /// The process is gone (or its pid names another process now): nothing to judge.
+    #[error("the held process is gone")]
+    Gone,
+    /// It is still there, but no pidfd could be made (fd limit): answer without one.
+    #[error("cannot take over the hold")]
+    Io(#[source] io::Error),
+}
+
 fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments; a non-negative result is a new fd we own.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -41,8 +54,8 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-fn pidfd_signal(fd: &OwnedFd, sig: i32) -> io::Result<()> {
-    // SAFETY: plain syscall on an fd we own; null siginfo is allowed.
+fn pidfd_signal(fd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd; null siginfo is allowed.
     let r = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
@@ -63,25 +76,56 @@ fn pidfd_signal(fd: &OwnedFd, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether `pid` is still the process that started at `start_ns` (ns since boot). Reads
+/// `/proc/PID/stat` as bytes: a program name need not be UTF-8.
+fn same_process(pid: u32, start_ns: u64) -> bool {
+    let want = custos_process::ticks_from_ns(start_ns, custos_process::clk_tck());
+    std::fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|b| custos_process::parse_stat(&String::from_utf8_lossy(&b)))
+        .is_some_and(|(_, _, start)| start == want)
+}
+
+/// A pidfd for `pid` if it still names the process that started at `start_ns`.
+fn pidfd_for(pid: u32, start_ns: u64) -> Result<OwnedFd, HoldError> {
+    let fd = pidfd_open(pid).map_err(|e| match e.raw_os_error() {
+        Some(libc::ESRCH) => HoldError::Gone,
+        _ => HoldError::Io(e),
+    })?;
+    // The pidfd pins whichever process has the pid now: make sure it is the one that exec'd.
+    if same_process(pid, start_ns) {
+        Ok(fd)
+    } else {
+        Err(HoldError::Gone)
+    }
+}
+
+/// A writable memfd (no write seal) can change after its verdict without a new exec.
+fn unsealed_memfd(f: &std::fs::File) -> bool {
+    // SAFETY: fcntl on a valid fd; F_GET_SEALS takes no argument. Files that do not support
+    // sealing (anything but shmem/hugetlbfs) fail with EINVAL.
+    let seals = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) };
+    seals >= 0 && seals & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) == 0
+}
+
 impl HeldProcess {
-    /// Takes over the hold the kernel reported in `rec`. Fails if the process is gone (or its
-    /// pid already names another process), in which case there is nothing to hold.
-    pub fn new(rec: &ExecRecord, controls: Arc<Controls>) -> io::Result<HeldProcess> {
-        let pidfd = pidfd_open(rec.pid)?;
-        // The pidfd pins whichever process has the pid now: make sure it is the one that exec'd.
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", rec.pid))?;
-        let want = custos_process::ticks_from_ns(rec.start_boottime_ns, custos_process::clk_tck());
-        match custos_process::parse_stat(&stat) {
-            Some((_, _, start)) if start == want => {}
-            _ => return Err(io::Error::from_raw_os_error(libc::ESRCH)),
-        }
-        // Opening /proc/PID/exe is a plain open, never an exec: no fanotify permission event.
-        let exe = std::fs::File::open(format!("/proc/{}/exe", rec.pid))?;
+    /// Takes over the hold the kernel reported in `rec`. The program's file is opened through
+    /// `/proc/PID/exe` (a plain open: no fanotify permission event); if that fails the hold
+    /// still exists and the verdict engine answers it with the mode's fallback.
+    pub fn new(rec: &ExecRecord, controls: Arc<Controls>) -> Result<HeldProcess, HoldError> {
+        let pidfd = pidfd_for(rec.pid, rec.start_boottime_ns)?;
+        let exe = std::fs::File::open(format!("/proc/{}/exe", rec.pid))
+            .map_err(|e| format!("cannot open /proc/{}/exe: {e}", rec.pid));
+        // The path as the agent resolves it (like fanotify's): never cut, unlike the record's.
+        let path = std::fs::read_link(format!("/proc/{}/exe", rec.pid))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
         Ok(HeldProcess {
             pid: rec.pid,
+            start_ns: rec.start_boottime_ns,
             pidfd,
             exe,
-            path: rec.path.clone(),
+            path,
             info: ProcessInfo {
                 ppid: Some(rec.ppid as i32),
                 uid: Some(rec.uid),
@@ -89,6 +133,10 @@ impl HeldProcess {
             controls,
             answered: false,
         })
+    }
+
+    fn exe(&self) -> io::Result<&std::fs::File> {
+        self.exe.as_ref().map_err(|e| io::Error::other(e.clone()))
     }
 
     fn finish(&mut self, allow: bool) -> io::Result<()> {
@@ -99,8 +147,8 @@ impl HeldProcess {
         // process that already runs (harmless) rather than leaving one stopped. The exec
         // program knows the agent's own SIGCONT is not tampering.
         let sig = if allow { libc::SIGCONT } else { libc::SIGKILL };
-        let r = pidfd_signal(&self.pidfd, sig);
-        self.controls.release(self.pid);
+        let r = pidfd_signal(std::os::fd::AsFd::as_fd(&self.pidfd), sig);
+        self.controls.release(self.pid, self.start_ns);
         r
     }
 }
@@ -111,15 +159,15 @@ impl Held for HeldProcess {
     }
 
     fn key(&self) -> io::Result<FileKey> {
-        self.exe.key()
+        self.exe()?.key()
     }
 
     fn path(&self) -> Option<String> {
-        Some(self.path.clone())
+        self.path.clone()
     }
 
     fn content(&self) -> io::Result<Box<dyn Content>> {
-        Ok(Box::new(PositionedFile::new(self.exe.try_clone()?)))
+        Ok(Box::new(PositionedFile::new(self.exe()?.try_clone()?)))
     }
 
     fn process(&self) -> ProcessInfo {
@@ -140,6 +188,10 @@ impl Held for HeldProcess {
         false
     }
 
+    fn mutable(&self) -> bool {
+        self.exe.as_ref().is_ok_and(unsealed_memfd)
+    }
+
     fn remember_deny(&self, key: &FileKey) {
         if let Err(e) = self.controls.block(key) {
             tracing::debug!(?key, "cannot remember a blocked file in the kernel: {e}");
@@ -155,11 +207,27 @@ impl Drop for HeldProcess {
     }
 }
 
+/// Answers a hold that could not be taken over ([`HoldError::Io`]): resumes or kills the
+/// process if it is still the one held, then forgets the hold.
+pub fn answer_untaken(rec: &ExecRecord, controls: &Controls, allow: bool) {
+    let sig = if allow {
+        nix::sys::signal::Signal::SIGCONT
+    } else {
+        nix::sys::signal::Signal::SIGKILL
+    };
+    // Without a pidfd: check, then signal (a pid reused in between is the residual risk of
+    // this last-resort path).
+    if same_process(rec.pid, rec.start_boottime_ns) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid as i32), sig);
+    }
+    controls.release(rec.pid, rec.start_boottime_ns);
+}
+
 /// Resumes every process still in the `held` map behind `map` ([`Controls::held_fd`]),
 /// checking each pid still names the process that was held. For the agent's guardian, after
 /// the agent died: a held exec is let go (as fanotify lets pending execs go when its group
 /// closes) rather than left stopped forever. Returns how many were resumed.
-pub fn resume_all_held(map: std::os::fd::BorrowedFd<'_>) -> usize {
+pub fn resume_all_held(map: BorrowedFd<'_>) -> usize {
     use libbpf_rs::{MapCore, MapFlags};
     // The caller's fd keeps the map alive; a handle by id gives the map API.
     let Ok(held) =
@@ -167,7 +235,6 @@ pub fn resume_all_held(map: std::os::fd::BorrowedFd<'_>) -> usize {
     else {
         return 0;
     };
-    let tck = custos_process::clk_tck();
     let mut n = 0;
     for key in held.keys() {
         let (Ok(k), Ok(Some(v))) = (
@@ -179,18 +246,10 @@ pub fn resume_all_held(map: std::os::fd::BorrowedFd<'_>) -> usize {
         let Ok(v) = <[u8; 8]>::try_from(v.as_slice()) else {
             continue;
         };
-        let pid = u32::from_ne_bytes(k);
-        let want = custos_process::ticks_from_ns(u64::from_ne_bytes(v), tck);
-        let same = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| custos_process::parse_stat(&s))
-            .is_some_and(|(_, _, start)| start == want);
-        if same {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGCONT,
-            );
-            n += 1;
+        if let Ok(fd) = pidfd_for(u32::from_ne_bytes(k), u64::from_ne_bytes(v)) {
+            if pidfd_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGCONT).is_ok() {
+                n += 1;
+            }
         }
         let _ = held.delete(&key);
     }

@@ -14,7 +14,7 @@ mod hold;
 mod record;
 
 pub use controls::{kernel_dev, Controls, HoldScope};
-pub use hold::{resume_all_held, HeldProcess};
+pub use hold::{answer_untaken, resume_all_held, HeldProcess, HoldError};
 pub use record::{
     ExecRecord, ExitRecord, ExitStatus, ForkRecord, HoldState, ImageRecord, InjectKind,
     InjectRecord, Record, RecordError,
@@ -158,15 +158,31 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-type Storage = Box<MaybeUninit<libbpf_rs::OpenObject>>;
+/// The memory a skeleton borrows for its whole life: a heap allocation owned through a raw
+/// pointer (moving this struct never asserts uniqueness over the borrowed memory, as moving a
+/// `Box` would), freed on drop, which must come after the skeleton's.
+struct Storage(*mut MaybeUninit<libbpf_rs::OpenObject>);
+
+impl Storage {
+    fn new() -> Storage {
+        Storage(Box::into_raw(Box::new(MaybeUninit::uninit())))
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        // SAFETY: from Box::into_raw in `new`, freed once; every skeleton borrowing it was
+        // dropped before (field order in `ProcessSensor`, scope order in `load_parts`).
+        drop(unsafe { Box::from_raw(self.0) });
+    }
+}
 
 /// Opens and loads the object with only `parts`' programs.
 fn load_parts(parts: &[Part]) -> Result<(skel::ProcessSkel<'static>, Storage), EbpfError> {
-    let mut storage: Storage = Box::new(MaybeUninit::uninit());
-    // SAFETY: `storage` is boxed and returned next to the skeleton that borrows it; the owner
-    // keeps it alive and drops it after the skeleton (field order), so the reference stays valid.
-    let storage_ref: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
-        unsafe { &mut *(storage.as_mut() as *mut _) };
+    let storage = Storage::new();
+    // SAFETY: the allocation lives until `storage` drops, which the caller arranges after the
+    // skeleton's (returned together; on error the open skeleton is dropped first, below).
+    let storage_ref: &'static mut MaybeUninit<libbpf_rs::OpenObject> = unsafe { &mut *storage.0 };
     let mut open = skel::ProcessSkelBuilder::default()
         .open(storage_ref)
         .map_err(load_err("open"))?;

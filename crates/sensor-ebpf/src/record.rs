@@ -10,6 +10,7 @@ const EXEC_HELD: u32 = 8;
 const EXEC_KILLED: u32 = 16;
 const EXEC_UNSEEN: u32 = 32;
 const EXEC_OVERLOAD: u32 = 64;
+const EXEC_TRACED: u32 = 128;
 const INJECT_TAMPER: u32 = 1;
 const REC_EXEC: u32 = 1;
 const REC_FORK: u32 = 2;
@@ -206,10 +207,21 @@ pub enum HoldState {
     Unheld,
     /// Not seen by fanotify, could not be held, and was killed (the mode's overload fallback).
     OverloadKilled,
+    /// Not seen by fanotify and run under ptrace, which a SIGSTOP cannot hold; it ran (audit).
+    Traced,
+    /// The same, killed (monitor and lockdown).
+    TracedKilled,
 }
 
 impl HoldState {
     fn from_flags(flags: u32) -> HoldState {
+        if flags & EXEC_TRACED != 0 {
+            return if flags & EXEC_KILLED != 0 {
+                HoldState::TracedKilled
+            } else {
+                HoldState::Traced
+            };
+        }
         match (
             flags & EXEC_HELD != 0,
             flags & EXEC_KILLED != 0,

@@ -453,7 +453,7 @@ impl<H: Held> Inner<H> {
     fn conclude(&self, held: H, a: Answer<'_>) {
         let Answer {
             key,
-            verdict: v,
+            verdict: mut v,
             sha256,
             cached,
             markable,
@@ -462,6 +462,12 @@ impl<H: Held> Inner<H> {
             path,
             log,
         } = a;
+        if v.decision == Decision::Allow && held.mutable() {
+            let f = fallback(mode, Reason::Mutable);
+            if f.decision == Decision::Deny {
+                v = f;
+            }
+        }
         if v.decision == Decision::Deny && !v.path_dependent {
             let p = lock(&self.policy);
             if p.generation == generation {

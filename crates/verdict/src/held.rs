@@ -50,6 +50,11 @@ pub trait Held: Send + 'static {
     fn markable(&self) -> bool {
         true
     }
+    /// The content can still change after the verdict without a new exec (an unsealed
+    /// memfd): an allow for it is not trusted where the mode's fallback denies.
+    fn mutable(&self) -> bool {
+        false
+    }
     /// A deny that holds for this content whatever its path (a hash rule, or lockdown's
     /// default): the sensor may remember it in the kernel until the file changes.
     fn remember_deny(&self, _key: &FileKey) {}

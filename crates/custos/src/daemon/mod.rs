@@ -51,6 +51,8 @@ fn serve(
     listener: std::os::unix::net::UnixListener,
     guardian: Option<guardian::Guardian>,
 ) -> anyhow::Result<()> {
+    // Dropped (closing its socket) only after every hold is answered, below.
+    let guardian = guardian.map(Arc::new);
     // Signals first: a SIGTERM during start-up still ends the agent cleanly.
     let (stop_rx, stop_tx) = UnixStream::pair().context("cannot create signal pipe")?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -104,7 +106,7 @@ fn serve(
             output: output.clone(),
             arbiter: arbiter.clone(),
             controls,
-            guardian,
+            guardian: guardian.clone(),
             watched: watched_live.clone(),
             unseen: cfg.exec.unseen,
             images: cfg.telemetry.images,
@@ -142,6 +144,7 @@ fn serve(
     // The sensor first: holds it already reported reach the arbiter, which answers them all.
     daemon.telemetry.stop();
     arbiter.shutdown();
+    drop(guardian);
     output.close(Duration::from_secs(3));
     run.context("exec sensor failed")?;
     Ok(())

@@ -44,6 +44,8 @@ fn hold_name(h: HoldState) -> Option<&'static str> {
         HoldState::Killed => Some("killed"),
         HoldState::Unheld => Some("unheld"),
         HoldState::OverloadKilled => Some("overload_killed"),
+        HoldState::Traced => Some("traced"),
+        HoldState::TracedKilled => Some("traced_killed"),
     }
 }
 

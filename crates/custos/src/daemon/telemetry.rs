@@ -6,11 +6,11 @@
 use super::guardian::Guardian;
 use super::output::Output;
 use super::records::Converter;
-use super::unseen::{kill_on_overload, AnyHeld, SharedControls};
+use super::unseen::{kill_on_overload, AnyHeld, Intake, SharedControls};
 use custos_config::Unseen;
 use custos_control::TelemetryStatus;
 use custos_event::{Decision, ExecEvent, LossEvent, Mode, Reason};
-use custos_sensor_ebpf::{ExecRecord, HeldProcess, HoldScope, HoldState, ProcessSensor, Record};
+use custos_sensor_ebpf::{ExecRecord, HoldScope, HoldState, ProcessSensor, Record};
 use custos_sensor_fanotify::follow;
 use custos_verdict::Arbiter;
 use std::cell::RefCell;
@@ -27,8 +27,9 @@ pub struct Wiring {
     pub arbiter: Arc<Arbiter<AnyHeld>>,
     /// Filled in once the sensor loads.
     pub controls: SharedControls,
-    /// Resumes held execs if the agent dies.
-    pub guardian: Option<Guardian>,
+    /// Resumes held execs if the agent dies (the daemon keeps its own reference until every
+    /// hold is answered).
+    pub guardian: Option<Arc<Guardian>>,
     /// The filesystems fanotify watches (they need no hold).
     pub watched: follow::Watched,
     /// Hold scope.
@@ -113,7 +114,13 @@ impl Telemetry {
         let (Some(c), Some(scope)) = (self.controls.get(), *lock(&self.scope)) else {
             return;
         };
-        if let Err(e) = c.configure(scope, kill_on_overload(mode), std::process::id()) {
+        let kill_traced = mode != Mode::Audit;
+        if let Err(e) = c.configure(
+            scope,
+            kill_on_overload(mode),
+            kill_traced,
+            std::process::id(),
+        ) {
             tracing::error!("cannot configure the exec hold: {e}");
         }
     }
@@ -150,14 +157,22 @@ impl Telemetry {
         if let Err(e) = controls.set_watched(&devs) {
             tracing::error!("cannot tell the exec program what fanotify watches: {e}");
         }
-        *lock(&self.scope) = Some(scope_of(w.unseen));
-        *lock(&self.unseen) = format!("{:?}", w.unseen).to_lowercase();
-        self.set_mode(w.arbiter.mode());
+        // The guardian first: no hold may exist that it could not resume.
         if let Some(g) = &w.guardian {
             if let Err(e) = g.watch(controls.held_fd()) {
                 tracing::warn!("the guardian cannot watch holds: {e}");
             }
         }
+        let intake = match Intake::start(w.arbiter.clone(), controls.clone()) {
+            Ok(i) => RefCell::new(i),
+            Err(e) => {
+                self.set_state(format!("failed: cannot start the hold intake: {e}"));
+                return;
+            }
+        };
+        *lock(&self.scope) = Some(scope_of(w.unseen));
+        *lock(&self.unseen) = format!("{:?}", w.unseen).to_lowercase();
+        self.set_mode(w.arbiter.mode());
 
         let mut conv = Converter::new(
             custos_process::boot_id(),
@@ -171,7 +186,7 @@ impl Telemetry {
             Ok(rec) => {
                 self.records.fetch_add(1, Relaxed);
                 if let Record::Exec(e) = &rec {
-                    self.judge(e, &w, &controls);
+                    self.judge(e, &w, &intake.borrow());
                 }
                 if let Some(v) = conv.borrow_mut().event(&rec) {
                     w.output.emit_line(v.to_string());
@@ -221,24 +236,19 @@ impl Telemetry {
         }
         // No new holds; hand every hold already reported to the verdict engine, which
         // answers it (by the mode's shutdown fallback if need be).
-        let _ = controls.configure(HoldScope::Off, false, std::process::id());
+        let _ = controls.configure(HoldScope::Off, false, false, std::process::id());
         let _ = reader.poll(Duration::ZERO);
+        drop(reader);
+        intake.borrow_mut().finish();
     }
 
     /// Sends a held exec to the verdict engine; reports kernel kills as decisions.
-    fn judge(&self, e: &ExecRecord, w: &Wiring, controls: &Arc<custos_sensor_ebpf::Controls>) {
+    fn judge(&self, e: &ExecRecord, w: &Wiring, intake: &Intake) {
         let reason = match e.hold {
             HoldState::None => return,
             HoldState::Held => {
                 self.holds.fetch_add(1, Relaxed);
-                match HeldProcess::new(e, controls.clone()) {
-                    Ok(h) => w.arbiter.submit(AnyHeld::Process(h)),
-                    Err(err) => {
-                        // Gone already (killed meanwhile): nothing left to judge.
-                        controls.release(e.pid);
-                        tracing::debug!(pid = e.pid, "held exec vanished: {err}");
-                    }
-                }
+                intake.hold(e.clone());
                 return;
             }
             HoldState::Killed => {
@@ -252,6 +262,14 @@ impl Telemetry {
             HoldState::Unheld => {
                 self.unheld.fetch_add(1, Relaxed);
                 (Decision::Allow, Reason::Overload)
+            }
+            HoldState::TracedKilled => {
+                self.unheld.fetch_add(1, Relaxed);
+                (Decision::Deny, Reason::Traced)
+            }
+            HoldState::Traced => {
+                self.unheld.fetch_add(1, Relaxed);
+                (Decision::Allow, Reason::Traced)
             }
         };
         let ev = ExecEvent {

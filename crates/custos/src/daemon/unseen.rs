@@ -3,11 +3,12 @@
 //! filesystems). Policy changes invalidate what both sensors cached in the kernel.
 
 use custos_event::{Decision, Mode, Reason};
-use custos_sensor_ebpf::{Controls, HeldProcess};
+use custos_sensor_ebpf::{answer_untaken, Controls, ExecRecord, HeldProcess, HoldError};
 use custos_sensor_fanotify::{Group, HeldExec};
-use custos_verdict::{fallback, Content, FileKey, Held, Marks, ProcessInfo};
+use custos_verdict::{fallback, Arbiter, Content, FileKey, Held, Marks, ProcessInfo};
 use std::io;
 use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
 
 /// A hold from either sensor.
 #[derive(Debug)]
@@ -55,6 +56,9 @@ impl Held for AnyHeld {
     fn markable(&self) -> bool {
         each!(self, h => h.markable())
     }
+    fn mutable(&self) -> bool {
+        each!(self, h => h.mutable())
+    }
     fn remember_deny(&self, key: &FileKey) {
         each!(self, h => h.remember_deny(key))
     }
@@ -84,4 +88,60 @@ impl Marks for Invalidate {
 /// An exec that cannot be held is killed when the mode's overload fallback denies.
 pub fn kill_on_overload(mode: Mode) -> bool {
     fallback(mode, Reason::Overload).decision == Decision::Deny
+}
+
+/// Where the sensor's reader hands held execs, so it never waits on a file system itself:
+/// taking a hold over opens `/proc/PID/exe`, which a stalled FUSE server can block.
+pub struct Intake {
+    tx: Option<crossbeam_channel::Sender<ExecRecord>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Intake {
+    /// Starts the intake thread.
+    pub fn start(arbiter: Arc<Arbiter<AnyHeld>>, controls: Arc<Controls>) -> io::Result<Intake> {
+        let (tx, rx) = crossbeam_channel::unbounded::<ExecRecord>();
+        let thread = std::thread::Builder::new()
+            .name("custos-hold".into())
+            .spawn(move || {
+                for rec in rx {
+                    match HeldProcess::new(&rec, controls.clone()) {
+                        Ok(h) => arbiter.submit(AnyHeld::Process(h)),
+                        // Killed meanwhile: nothing left to judge.
+                        Err(HoldError::Gone) => controls.release(rec.pid, rec.start_boottime_ns),
+                        Err(e) => {
+                            let allow = !kill_on_overload(arbiter.mode());
+                            tracing::error!(pid = rec.pid, allow, "{:#}", anyhow::Error::new(e));
+                            answer_untaken(&rec, &controls, allow);
+                        }
+                    }
+                }
+            })?;
+        Ok(Intake {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a held exec.
+    pub fn hold(&self, rec: ExecRecord) {
+        if let Some(tx) = &self.tx {
+            // The receiver lives until `finish`.
+            let _ = tx.send(rec);
+        }
+    }
+
+    /// Submits everything queued, then stops.
+    pub fn finish(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
