@@ -13,6 +13,7 @@ struct Kernel {
     flushes: AtomicUsize,
     events: Mutex<Vec<ExecEvent>>,
     reads: AtomicUsize,
+    remembered: AtomicUsize,
 }
 
 impl Marks for Kernel {
@@ -55,6 +56,8 @@ struct Fake {
     path: String,
     k: Arc<Kernel>,
     answered: bool,
+    /// Content that can change after the verdict (an unsealed memfd).
+    mutable: bool,
 }
 
 impl Held for Fake {
@@ -102,6 +105,12 @@ impl Held for Fake {
         self.answered = true;
         lock(&self.k.answers).push((self.pid, d));
         Ok(())
+    }
+    fn mutable(&self) -> bool {
+        self.mutable
+    }
+    fn remember_deny(&self, _key: &FileKey) {
+        self.k.remembered.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -181,6 +190,7 @@ impl Kernel {
             k: self.clone(),
             answered: false,
             change_on_ignore: Arc::new(AtomicBool::new(false)),
+            mutable: false,
         }
     }
     fn wait_answers(&self, n: usize) -> Vec<(i32, Decision)> {
@@ -209,6 +219,44 @@ fn block_rule_denies_and_unknown_allows_in_monitor() {
     assert_eq!(deny.rule_id, Some(1));
     assert_eq!(deny.sha256.as_deref(), Some(sha_of(b"bad").as_str()));
     assert_eq!(deny.ppid, Some(1));
+}
+
+#[test]
+fn an_allow_for_mutable_content_falls_back_where_the_mode_denies() {
+    let allow = Rule {
+        policy: Policy::Allow,
+        ..block(1, b"ok")
+    };
+    for (mode, want) in [
+        (Mode::Lockdown, Decision::Deny),
+        (Mode::Monitor, Decision::Allow),
+    ] {
+        let k = Arc::new(Kernel::default());
+        let a = arbiter(&k, mode, vec![allow.clone()], 2000);
+        let mut h = k.held(10, 1, b"ok", 0);
+        h.mutable = true;
+        a.submit(h);
+        assert_eq!(k.wait_answers(1), vec![(10, want)], "{mode}");
+        if mode == Mode::Lockdown {
+            assert_eq!(lock(&k.events)[0].reason, Reason::Mutable);
+            // A sealed (immutable) copy of the same content is allowed.
+            a.submit(k.held(11, 2, b"ok", 0));
+            assert_eq!(k.wait_answers(2)[1], (11, Decision::Allow));
+        }
+    }
+}
+
+#[test]
+fn only_verdicts_on_content_are_remembered_in_the_kernel() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Lockdown, vec![block(1, b"bad")], 50);
+    a.submit(k.held(10, 1, b"bad", 0));
+    k.wait_answers(1);
+    assert_eq!(k.remembered.load(Ordering::SeqCst), 1, "hash rule deny");
+    // A deadline fallback deny says nothing about the file.
+    a.submit(k.held(11, 2, b"slow", 500));
+    k.wait_answers(2);
+    assert_eq!(k.remembered.load(Ordering::SeqCst), 1);
 }
 
 #[test]
