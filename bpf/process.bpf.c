@@ -266,7 +266,10 @@ int BPF_PROG(on_exit, struct task_struct *p)
 {
 	__u32 pid = BPF_CORE_READ(p, tgid);
 	__u32 tid = BPF_CORE_READ(p, pid);
-	if (pid == tid)
+	/* The process ends with its last thread, which need not be the leader: do_exit has
+	 * already counted this one out of signal->live. */
+	bool group_dead = BPF_CORE_READ(p, signal, live.counter) == 0;
+	if (group_dead)
 		bpf_map_delete_elem(&held, &pid);
 	struct exit_event *e = reserve(sizeof(*e));
 	if (!e)
@@ -275,9 +278,10 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	e->pid = pid;
 	e->tid = tid;
 	e->exit_code = BPF_CORE_READ(p, exit_code);
-	e->is_thread = tid != pid;
+	e->is_thread = !group_dead;
 	e->_pad = 0;
-	e->start_boottime_ns = BPF_CORE_READ(p, start_boottime);
+	/* The process's start (its leader's), which names it even when another thread ends it. */
+	e->start_boottime_ns = BPF_CORE_READ(p, group_leader, start_boottime);
 	submit(e, false);
 	return 0;
 }

@@ -98,7 +98,7 @@ struct fork_event {
 	__u64 parent_start_boottime_ns;
 };
 
-/* A task ended: a whole process when its leader exits, else one thread. */
+/* A task ended: the whole process when its last thread exits (is_thread 0), else one thread. */
 struct exit_event {
 	__u32 kind;       /* CUSTOS_REC_EXIT */
 	__u32 pid;

@@ -149,8 +149,15 @@ struct mm_struct {
 	unsigned long arg_end;
 };
 
+typedef struct { int counter; } atomic_t;
+
+struct signal_struct {
+	atomic_t live; /* threads not yet exited */
+};
+
 struct task_struct {
 	unsigned int ptrace;
+	struct signal_struct *signal;
 	int exit_code;
 	pid_t pid;
 	pid_t tgid;

@@ -143,7 +143,8 @@ pub struct ExitRecord {
     pub status: ExitStatus,
     /// Only one thread ended; the process goes on.
     pub is_thread: bool,
-    /// Start of the task, ns since boot (with `pid`, identifies it across pid reuse).
+    /// Start of the process (its thread-group leader), ns since boot: with `pid`, it names
+    /// the process across pid reuse, whichever thread ended last.
     pub start_boottime_ns: u64,
 }
 

@@ -174,3 +174,41 @@ fn exits_carry_the_code_or_the_signal() {
         assert_eq!(e.tid, pid);
     }
 }
+
+#[test]
+fn the_process_ends_with_its_last_thread_not_its_leader() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let prog = cc(dir.path(), "leader_exit", &["-pthread"]);
+    let sensor = ProcessSensor::load().expect("load the process sensor");
+    let child = Command::new(&prog).spawn().unwrap();
+    let pid = child.id();
+    let st = child.wait_with_output().unwrap().status;
+    assert_eq!(st.code(), Some(3));
+    let mut exits = Vec::new();
+    let mut start = None;
+    sensor
+        .poll(Duration::from_secs(5), |r| {
+            match r.expect("decodes") {
+                Record::Fork(f) if f.child_pid == pid && !f.is_thread => {
+                    start = Some(f.child_start_boottime_ns)
+                }
+                Record::Exit(e) if e.pid == pid => exits.push(e),
+                _ => {}
+            }
+            !exits.iter().any(|e| !e.is_thread)
+        })
+        .unwrap();
+    let leader = exits.iter().find(|e| e.tid == pid).expect("leader's exit");
+    assert!(leader.is_thread, "the leader leaving is one thread ending");
+    let last = exits.iter().find(|e| !e.is_thread).expect("process exit");
+    assert_ne!(last.tid, pid, "ended by the other thread");
+    assert_eq!(last.status, ExitStatus::Code(3));
+    assert_eq!(
+        Some(last.start_boottime_ns),
+        start,
+        "names the process by its start"
+    );
+}

@@ -70,6 +70,8 @@ fn guard(sock: UnixStream) {
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
     let _ = nix::sys::prctl::set_name(c"custos-guardian");
+    // The last one to go under memory pressure: it is what resumes held programs.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     let mut held: Option<OwnedFd> = None;
     loop {
         let mut byte = [0u8; 1];

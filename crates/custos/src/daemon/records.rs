@@ -174,12 +174,7 @@ impl Converter {
                     ExitStatus::Signal(s) => (None, Some(s)),
                 };
                 let known = self.table.get(e.pid);
-                let entity_id = if e.is_thread {
-                    // A non-leader thread's own start time does not name the process.
-                    known.map(|p| p.entity_id.to_string()).unwrap_or_default()
-                } else {
-                    self.id(e.start_boottime_ns, e.pid)
-                };
+                let entity_id = self.id(e.start_boottime_ns, e.pid);
                 let executable = known.and_then(|p| p.executable.as_deref().map(str::to_owned));
                 if !e.is_thread {
                     self.table.on_exit(e.pid, e.start_boottime_ns);
