@@ -43,6 +43,9 @@
 # custos sees. Both are in-memory page-cache filesystems; FS_TYPE=tmpfs is supported.
 #
 # The machine is left as found: agents stopped, mounts removed, fapolicyd config/db/log restored.
+#
+# Helpers shared with bench/process.sh (logging, stopping processes, package install, waiting for
+# a quiet machine, the rotated rounds) are in bench/lib.sh, which this script sources.
 set -euo pipefail
 
 N=${N:-2000}
@@ -61,14 +64,12 @@ RETRIES=${RETRIES:-2}
 NCPU=$(nproc)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-log() { printf '\n== %s\n' "$*" >&2; }
-die() { printf 'bench/exec.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (fanotify permission events, mount)"
 [[ $FS_TYPE == ramfs || $FS_TYPE == tmpfs ]] || die "FS_TYPE must be ramfs or tmpfs"
-for v in N N_MISS ROUNDS WARMUP QUIET_WAIT QUIET_BUDGET; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
-done
+positive_ints N N_MISS ROUNDS WARMUP QUIET_WAIT QUIET_BUDGET
 
 # ---------------------------------------------------------------- state for cleanup
 TMP=""
@@ -79,21 +80,6 @@ FAPO_PID=""
 FAPO_BACKUP=""          # set only once the fapolicyd backup is complete
 POLICY_RC_CREATED=0
 RUN_FAPOLICYD_CREATED=0
-
-stop_pid() { # pid name: TERM, wait up to 10 s, then KILL
-    local pid=$1 name=$2 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "warning: $name (pid $pid) ignored SIGTERM; sending SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 
 restore_fapolicyd() {
     [[ -n $FAPO_BACKUP ]] || return 0
@@ -136,32 +122,13 @@ if [[ $SKIP_FAPOLICYD != 1 ]] && ! dpkg -s fapolicyd >/dev/null 2>&1; then need+
 if ((${#need[@]})); then
     log "installing ${need[*]}"
     # Debian's fapolicyd ships `deny_audit perm=execute all : all`; on a systemd host the package
-    # would start it on install. policy-rc.d 101 tells invoke-rc.d/deb-systemd-invoke not to.
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        POLICY_RC_CREATED=1
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-    if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; POLICY_RC_CREATED=0; fi
+    # would start it on install (apt_install keeps it from doing so).
+    apt_install "${need[@]}"
     # If it started anyway (it was not running before we installed it), stop it.
-    if pgrep -x fapolicyd >/dev/null; then
-        echo "fapolicyd was started by its package install; stopping it" >&2
-        if [[ -d /run/systemd/system ]]; then systemctl stop fapolicyd || true; fi
-        # Not running before the install, so these pids are the daemon the install started.
-        for pid in $(pgrep -x fapolicyd); do stop_pid "$pid" fapolicyd; done
-        pgrep -x fapolicyd >/dev/null && die "cannot stop the fapolicyd the install started"
-    fi
+    stop_started fapolicyd || die "cannot stop the fapolicyd the install started"
 fi
 
-if [[ -n ${CUSTOS_BIN:-} ]]; then
-    [[ -x $CUSTOS_BIN ]] || die "CUSTOS_BIN=$CUSTOS_BIN is not executable"
-else
-    log "building custos (cargo build --release -p custos)"
-    (cd "$REPO" && cargo build --release -p custos) >&2
-    CUSTOS_BIN=$REPO/target/release/custos
-fi
+custos_binary
 
 TMP=$(mktemp -d /tmp/custos-bench.XXXXXX)
 # Our own copy, so a concurrent rebuild cannot swap the binary mid-run.
@@ -195,10 +162,7 @@ CUSTOS_DIRTY=$(git -C "$REPO" status --porcelain -- crates Cargo.toml Cargo.lock
 FAPO_VER=$(dpkg-query -W -f='${Version}' fapolicyd 2>/dev/null || echo none)
 log "environment"
 {
-    echo "date:        $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "kernel:      $(uname -r)"
-    echo "cpu:         $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
-    echo "hypervisor:  $(lscpu 2>/dev/null | sed -n 's/^Hypervisor vendor: *//p')"
+    env_host
     echo "custos:      $CUSTOS_REV (+ uncommitted changes in $CUSTOS_DIRTY files under crates/ Cargo.*)"
     echo "hyperfine:   $(hyperfine --version | awk '{print $2}')"
     echo "fapolicyd:   $FAPO_VER"
@@ -210,49 +174,24 @@ log "environment"
 
 # ---------------------------------------------------------------- measurement helpers
 # Two vCPUs shared with whatever else runs here (builds, tests): wait for a quiet machine before
-# each run, measure how many CPUs were busy during it, and redo runs that were disturbed.
-cpu_sample() { # "total idle" jiffies over all CPUs (user..steal; idle includes iowait)
-    awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $5 + $6 }' /proc/stat
-}
-busy_since() { # sample -> CPUs busy on average since then (0 .. NCPU)
-    local t0 i0 t1 i1
-    read -r t0 i0 <<<"$1"
-    read -r t1 i1 <<<"$(cpu_sample)"
-    awk -v n="$NCPU" -v dt=$((t1 - t0)) -v di=$((i1 - i0)) \
-        'BEGIN { printf "%.2f", (dt > 0) ? (dt - di) / dt * n : 0 }'
-}
-less_than() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
-QUIET_WAITED=0 # seconds waited so far, all runs together
-wait_quiet() {
-    local waited=0 s b
-    while :; do
-        s=$(cpu_sample)
-        sleep 1
-        b=$(busy_since "$s")
-        less_than "$b" "$QUIET_BUSY" && return 0
-        ((waited == 0)) && echo "waiting for a quiet machine ($b CPUs busy) ..." >&2
-        ((++waited, ++QUIET_WAITED))
-        if ((waited >= QUIET_WAIT || QUIET_WAITED >= QUIET_BUDGET)); then
-            echo "warning: still $b CPUs busy after ${waited}s (${QUIET_WAITED}s in total); measuring anyway" >&2
-            return 0
-        fi
-    done
-}
+# each run (wait_quiet), measure how many CPUs were busy during it (cpu_sample, busy_since; all in
+# bench/lib.sh), and redo runs that were disturbed.
 hf() { # name round runs [extra hyperfine args...] command
-    local name=$1 round=$2 runs=$3 attempt s b
+    local name=$1 round=$2 runs=$3 attempt t0 i0
     shift 3
     for ((attempt = 0; ; attempt++)); do
         wait_quiet
-        s=$(cpu_sample)
+        cpu_sample
+        t0=$CPU_T i0=$CPU_I
         hyperfine -N --style basic --warmup "$WARMUP" --runs "$runs" \
             --export-json "$TMP/json/$name.r$round.json" "$@" >&2
-        b=$(busy_since "$s")
-        echo "$b" >"$TMP/json/$name.r$round.busy"
-        less_than "$NOISY_BUSY" "$b" || break
-        ((attempt < RETRIES)) || { echo "warning: $name round $round noisy ($b CPUs busy); kept" >&2; break; }
-        echo "$name round $round was disturbed ($b CPUs busy); redoing it" >&2
+        busy_since "$t0" "$i0"
+        echo "$BUSY" >"$TMP/json/$name.r$round.busy"
+        less_than "$NOISY_BUSY" "$BUSY" || break
+        ((attempt < RETRIES)) || { echo "warning: $name round $round noisy ($BUSY CPUs busy); kept" >&2; break; }
+        echo "$name round $round was disturbed ($BUSY CPUs busy); redoing it" >&2
     done
-    echo "$(date -u +%T) $name round $round: $b CPUs busy during the run" >&2
+    echo "$(date -u +%T) $name round $round: $BUSY CPUs busy during the run" >&2
 }
 same_file() { hf "$1" "$2" "$N" "$MNT/true"; }
 fresh_copy() { hf "$1" "$2" "$N_MISS" --prepare "$PREPARE" "$MNT/fresh"; }
@@ -480,13 +419,7 @@ else
 fi
 
 # ---------------------------------------------------------------- rounds
-phases=(bare custos custos_ucache fapolicyd)
-for ((r = 1; r <= ROUNDS; r++)); do
-    for ((k = 0; k < ${#phases[@]}; k++)); do
-        p=${phases[$(((r - 1 + k) % ${#phases[@]}))]}
-        "run_$p" "$r"
-    done
-done
+run_rounds bare custos custos_ucache fapolicyd
 restore_fapolicyd
 ((FAPO_OK)) || echo "FAPOLICYD SCENARIOS NOT MEASURED: $FAPO_WHY" >&2
 echo "loadavg:     $(cut -d' ' -f1-3 /proc/loadavg) (after); waited ${QUIET_WAITED}s for quiet" | tee -a "$TMP/env.txt" >&2

@@ -47,6 +47,10 @@
 # The machine is left as found: agents stopped, the audit rule removed, the kernel audit
 # settings (enabled, backlog limit, backlog wait time, failure mode) restored, the mount removed.
 # An auditd installed by the script stays installed (as bench/exec.sh leaves fapolicyd).
+#
+# Helpers shared with bench/exec.sh (logging, stopping processes, package install, waiting for a
+# quiet machine, the rotated rounds) are in bench/lib.sh; the auditd setup, start and teardown are
+# in bench/auditd.sh. This script sources both.
 set -euo pipefail
 
 N=${N:-20000}
@@ -63,13 +67,13 @@ CLK_TCK=$(getconf CLK_TCK)
 RULE=(always,exit -F arch=b64 -S execve -k custosbench)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-log() { printf '\n== %s\n' "$*" >&2; }
-die() { printf 'bench/process.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=auditd.sh
+. "$(dirname "$0")/auditd.sh"
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (eBPF, audit, mount)"
-for v in N ROUNDS DRAIN_WAIT QUIET_WAIT QUIET_BUDGET; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
-done
+positive_ints N ROUNDS DRAIN_WAIT QUIET_WAIT QUIET_BUDGET
 command -v cc >/dev/null || die "needs a C compiler (cc)"
 command -v python3 >/dev/null || die "needs python3"
 
@@ -77,48 +81,7 @@ command -v python3 >/dev/null || die "needs python3"
 TMP=""
 MNT=""
 CUSTOS_PID=""
-AUDITD_PID=""           # an auditd this script started
-AUDIT_RULE_ADDED=0
-AUDIT_SAVED=""          # "enabled failure backlog_limit backlog_wait_time" before we changed them
-POLICY_RC_CREATED=0
-
-stop_pid() { # pid name: TERM, wait up to 10 s, then KILL
-    local pid=$1 name=$2 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "warning: $name (pid $pid) ignored SIGTERM; sending SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-audit_status() { # field -> value from `auditctl -s`
-    auditctl -s 2>/dev/null | awk -v k="$1" '$1 == k { print $2; exit }'
-}
-
-audit_restore() { # rule off, our auditd stopped, kernel settings back
-    if ((AUDIT_RULE_ADDED)); then
-        auditctl -d "${RULE[@]}" >/dev/null 2>&1 || echo "warning: could not remove the audit rule" >&2
-        AUDIT_RULE_ADDED=0
-    fi
-    if [[ -n $AUDITD_PID ]]; then
-        stop_pid "$AUDITD_PID" auditd
-        AUDITD_PID=""
-    fi
-    if [[ -n $AUDIT_SAVED ]]; then
-        local e f b w
-        read -r e f b w <<<"$AUDIT_SAVED"
-        { auditctl -f "$f" && auditctl -b "$b" && auditctl --backlog_wait_time "$w"; } >/dev/null 2>&1 \
-            || echo "warning: could not restore audit failure/backlog settings" >&2
-        auditctl -e "$e" >/dev/null 2>&1 || echo "warning: could not restore audit enabled=$e" >&2
-        AUDIT_SAVED=""
-    fi
-}
+POLICY_RC_CREATED=0     # the audit state is in bench/auditd.sh
 
 cleanup() {
     local rc=$?
@@ -134,39 +97,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- tools
-AUDIT_WHY=""
 if [[ $SKIP_AUDITD == 1 ]]; then
     AUDIT_WHY="skipped (SKIP_AUDITD=1)"
 elif ! command -v auditctl >/dev/null; then
-    log "installing auditd"
-    # On a systemd host the package would start auditd on install; policy-rc.d 101 tells
-    # invoke-rc.d/deb-systemd-invoke not to. The script starts its own when it needs one.
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        POLICY_RC_CREATED=1
-    fi
-    if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq auditd >/dev/null; then
-        if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; POLICY_RC_CREATED=0; fi
-        if pgrep -x auditd >/dev/null; then
-            echo "auditd was started by its package install; stopping it" >&2
-            if [[ -d /run/systemd/system ]]; then systemctl stop auditd || true; fi
-            for pid in $(pgrep -x auditd); do stop_pid "$pid" auditd; done
-        fi
-    else
-        AUDIT_WHY="apt-get install auditd failed"
-    fi
-    if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; POLICY_RC_CREATED=0; fi
-    command -v auditctl >/dev/null || AUDIT_WHY=${AUDIT_WHY:-"auditctl still missing after install"}
+    auditd_install
 fi
 
-if [[ -n ${CUSTOS_BIN:-} ]]; then
-    [[ -x $CUSTOS_BIN ]] || die "CUSTOS_BIN=$CUSTOS_BIN is not executable"
-else
-    log "building custos (cargo build --release -p custos)"
-    (cd "$REPO" && cargo build --release -p custos) >&2
-    CUSTOS_BIN=$REPO/target/release/custos
-fi
+custos_binary
 
 TMP=$(mktemp -d /tmp/custos-pbench.XXXXXX)
 # Our own copy, so a concurrent rebuild cannot swap the binary mid-run.
@@ -208,10 +145,6 @@ C
 cc -O2 -o "$TMP/storm" "$TMP/storm.c"
 
 # ---------------------------------------------------------------- helpers (no exec inside a storm window)
-# A sleep that does not exec /bin/sleep: every exec would be one more event for the agents.
-exec {SLEEP_FD}<> <(:)
-nap() { read -rt "$1" -u "$SLEEP_FD" _ || true; }
-
 TICKS=0
 ticks() { # pid... -> TICKS = utime + stime clock ticks summed over the pids (all threads)
     local p line f
@@ -224,45 +157,6 @@ ticks() { # pid... -> TICKS = utime + stime clock ticks summed over the pids (al
         line=${line##*) } # comm may contain spaces; field 3 (state) follows ") "
         read -ra f <<<"$line"
         TICKS=$((TICKS + f[11] + f[12])) # fields 14 and 15
-    done
-}
-
-CPU_T=0 CPU_I=0
-cpu_sample() { # CPU_T CPU_I = total and idle jiffies over all CPUs (user..steal; idle incl. iowait)
-    local _c u n s i w q sq st
-    read -r _c u n s i w q sq st _ </proc/stat
-    CPU_T=$((u + n + s + i + w + q + sq + st))
-    CPU_I=$((i + w))
-}
-BUSY=0
-busy_since() { # t0 i0 -> BUSY = CPUs busy on average since then (0 .. NCPU), as "x.yy"
-    local t0=$1 i0=$2 dt di
-    cpu_sample
-    dt=$((CPU_T - t0))
-    di=$((CPU_I - i0))
-    if ((dt > 0)); then
-        local c=$(((dt - di) * NCPU * 100 / dt))
-        BUSY=$(printf '%d.%02d' $((c / 100)) $((c % 100)))
-    else
-        BUSY=0.00
-    fi
-}
-less_than() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
-QUIET_WAITED=0
-wait_quiet() {
-    local waited=0
-    while :; do
-        cpu_sample
-        local t0=$CPU_T i0=$CPU_I
-        nap 1
-        busy_since "$t0" "$i0"
-        less_than "$BUSY" "$QUIET_BUSY" && return 0
-        ((waited == 0)) && echo "waiting for a quiet machine ($BUSY CPUs busy) ..." >&2
-        ((++waited, ++QUIET_WAITED))
-        if ((waited >= QUIET_WAIT || QUIET_WAITED >= QUIET_BUDGET)); then
-            echo "warning: still $BUSY CPUs busy after ${waited}s (${QUIET_WAITED}s in total); measuring anyway" >&2
-            return 0
-        fi
     done
 }
 
@@ -425,62 +319,8 @@ PY
         "[child events: ${per_child:-none}], $BUSY CPUs busy" >&2
 }
 
-# ---------------------------------------------------------------- auditd
-AUDIT_OK=0
-AUDIT_OWN=0            # 1: we start our own auditd per round; 0: a running one is used
+# ---------------------------------------------------------------- auditd (setup: bench/auditd.sh)
 KAUDITD_PID=$(pgrep -x kauditd | head -1 || true)
-
-audit_setup() {
-    local enabled pid
-    enabled=$(audit_status enabled)
-    [[ -n $enabled ]] || { AUDIT_WHY="auditctl -s failed (no kernel audit support?)"; return 1; }
-    [[ $enabled == 2 ]] && { AUDIT_WHY="audit configuration is locked (enabled 2)"; return 1; }
-    if auditctl -l 2>/dev/null | grep -q 'key=custosbench'; then
-        AUDIT_WHY="an audit rule with key custosbench already exists"
-        return 1
-    fi
-    pid=$(audit_status pid)
-    if [[ ${pid:-0} != 0 ]] && kill -0 "$pid" 2>/dev/null; then
-        AUDIT_OWN=0
-        AUDIT_LOG=""
-        echo "auditd is running (pid $pid); using it as it is" >&2
-    elif pgrep -x auditd >/dev/null; then
-        AUDIT_WHY="an auditd is running but not registered with the kernel"
-        return 1
-    else
-        AUDIT_OWN=1
-        # Debian's auditd.conf with the log in our temp dir and no rotation.
-        local conf=$TMP/audit/auditd.conf
-        AUDIT_LOG=$TMP/audit/audit.log
-        if [[ -r /etc/audit/auditd.conf ]]; then
-            grep -vE '^[[:space:]]*(log_file|max_log_file_action)[[:space:]]*=' \
-                /etc/audit/auditd.conf >"$conf"
-        else
-            : >"$conf"
-        fi
-        printf 'log_file = %s\nmax_log_file_action = IGNORE\n' "$AUDIT_LOG" >>"$conf"
-        chmod 0640 "$conf"
-    fi
-}
-
-auditd_start() {
-    : >"$TMP/auditd.log"
-    auditd -n -c "$TMP/audit" >>"$TMP/auditd.log" 2>&1 &
-    AUDITD_PID=$!
-    local i
-    for ((i = 0; i < 100; i++)); do
-        if ! kill -0 "$AUDITD_PID" 2>/dev/null; then
-            wait "$AUDITD_PID" 2>/dev/null || true
-            AUDITD_PID=""
-            AUDIT_WHY="auditd exited at start: $(tail -3 "$TMP/auditd.log" | tr '\n' ' ')(-n logs to syslog; \`auditd -f -c DIR\` shows why)"
-            return 1
-        fi
-        [[ $(audit_status pid) == "$AUDITD_PID" ]] && return 0
-        sleep 0.1
-    done
-    AUDIT_WHY="auditd did not register with the kernel in 10 s"
-    return 1
-}
 
 run_auditd() { # round
     local r=$1 dpid k0 k1 k2 kk0 kk2 t0 i0 off=0 lost0 lost1 start_d start_t apid
@@ -581,36 +421,16 @@ CUSTOS_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 CUSTOS_DIRTY=$(git -C "$REPO" status --porcelain -- crates bpf Cargo.toml Cargo.lock 2>/dev/null | wc -l)
 log "environment"
 {
-    echo "date:        $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "kernel:      $(uname -r)"
-    echo "cpu:         $NCPU x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
-    echo "hypervisor:  $(lscpu 2>/dev/null | sed -n 's/^Hypervisor vendor: *//p')"
+    env_host
     echo "custos:      $CUSTOS_REV (+ uncommitted changes in $CUSTOS_DIRTY files under crates/ bpf/ Cargo.*)"
     echo "binary:      $CUSTOS_BIN (sha256 $(sha256sum "$CUSTOS" | cut -c1-12))"
-    if ((!AUDIT_OK)); then
-        how="($AUDIT_WHY)"
-    elif ((AUDIT_OWN)); then
-        how="(own instance, log $AUDIT_LOG)"
-    else
-        how="(the running instance)"
-    fi
-    echo "auditd:      $(dpkg-query -W -f='${Version}' auditd 2>/dev/null || echo none) $how"
-    if ((AUDIT_OK)); then
-        echo "audit:       $(auditctl -s | tr '\n' ' ')"
-        echo "audit rules: $(auditctl -l | tr '\n' ';')"
-    fi
+    auditd_env
     echo "runs:        N=$N ROUNDS=$ROUNDS"
     echo "loadavg:     $(cut -d' ' -f1-3 /proc/loadavg) (before)"
 } | tee "$TMP/env.txt" >&2
 
 # ---------------------------------------------------------------- rounds
-phases=(bare custos auditd)
-for ((r = 1; r <= ROUNDS; r++)); do
-    for ((k = 0; k < ${#phases[@]}; k++)); do
-        p=${phases[$(((r - 1 + k) % ${#phases[@]}))]}
-        "run_$p" "$r"
-    done
-done
+run_rounds bare custos auditd
 ((AUDIT_OK)) || echo "AUDITD SCENARIO NOT MEASURED: $AUDIT_WHY" >&2
 {
     echo "loadavg:     $(cut -d' ' -f1-3 /proc/loadavg) (after); waited ${QUIET_WAITED}s for quiet"
