@@ -22,6 +22,7 @@
 #   RETRIES     how many times a noisy run is redone                            (default 2)
 #
 # Each round runs, in an order rotated per round to spread drift:
+#   (custos runs with the eBPF sensor off: this script measures the fanotify loop)
 #   bare      no agent: exec the same file N times, then N_MISS fresh copies
 #   custos    custos run (monitor, watching only the bench mount): same file ("warm": custos
 #             places a kernel ignore mark after the first allow) and fresh copies ("miss": a new
@@ -226,12 +227,16 @@ PY
 
 # ---------------------------------------------------------------- custos
 # Monitor mode, no rules: every exec is allowed, so what is measured is holding + deciding.
+# The fanotify verdict loop alone: the eBPF sensor is off, so execs from the A/B's unwatched
+# mount are not held (bench/process.sh measures the sensor).
 write_config() { # file [extra [exec] lines]
     cat >"$1" <<EOF
 mode = "monitor"
 socket = "$TMP/custos.sock"
 state_dir = "$TMP/state"
 events = "$TMP/events.json"
+[telemetry]
+process = false
 [exec]
 watch = ["$MNT"]
 $2
