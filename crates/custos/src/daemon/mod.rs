@@ -160,9 +160,10 @@ fn holds_unwatched(cfg: &Config) -> bool {
     cfg.telemetry.process && cfg.exec.unseen == Unseen::Unwatched
 }
 
-/// Every held exec pins an event fd until it is answered, and every in-flight hash a dup of one.
-/// Raises the soft fd limit to the hard one and returns how many of those may exist at once: a
-/// third of the limit, so the kernel can always open the next event's fd (if it cannot, it
+/// Every held exec pins fds until it is answered: fanotify's event fd, or for an exec the eBPF
+/// sensor stopped a pidfd and the program's file; every in-flight hash a dup of one. Raises the
+/// soft fd limit to the hard one and returns how many holds plus hashes may exist at once: a
+/// quarter of the limit, so the kernel can always open the next event's fd (if it cannot, it
 /// denies that exec and the read fails).
 fn raise_fd_limit() -> usize {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -172,7 +173,7 @@ fn raise_fd_limit() -> usize {
     } else {
         soft
     };
-    usize::try_from(soft / 3)
+    usize::try_from(soft / 4)
         .unwrap_or(usize::MAX)
         .clamp(16, 65_536)
 }
