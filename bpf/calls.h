@@ -131,27 +131,25 @@ static __always_inline __u32 global_tgid(__u32 vpid)
 	return global;
 }
 
-/* Kills a held exec's process (by global tgid); true if it was held. */
-static __always_inline bool kill_held(__u32 target)
+/* Kills a held exec's process (by global tgid). Returns CUSTOS_INJECT_TAMPER if it was held,
+ * plus CUSTOS_INJECT_KILL_FAILED if the kernel could not send the kill from here (the hold
+ * then stays, and the agent kills it through a pidfd when it reads the record). */
+static __always_inline __u32 kill_held(__u32 target)
 {
 	if (!is_held(target))
-		return false;
-	bpf_map_delete_elem(&held, &target);
+		return 0;
+	long r = -1;
 	if (bpf_ksym_exists(bpf_task_from_pid) && bpf_ksym_exists(bpf_send_signal_task)) {
 		struct task_struct *t = bpf_task_from_pid(target);
 		if (t) {
-			bpf_send_signal_task(t, SIGKILL, PIDTYPE_TGID, 0);
+			r = bpf_send_signal_task(t, SIGKILL, PIDTYPE_TGID, 0);
 			bpf_task_release(t);
 		}
 	}
-	return true;
-}
-
-/* An attempt to take over or write into a held exec: the unjudged program is killed before
- * the call goes ahead (the signal is sent synchronously here), so the call cannot resume it. */
-static __always_inline __u32 guard_held(__u32 target)
-{
-	return kill_held(target) ? CUSTOS_INJECT_TAMPER : 0;
+	if (r != 0)
+		return CUSTOS_INJECT_TAMPER | CUSTOS_INJECT_KILL_FAILED;
+	bpf_map_delete_elem(&held, &target);
+	return CUSTOS_INJECT_TAMPER;
 }
 
 static __always_inline void report_inject(__u32 syscall, struct pending_call *c, long ret,
@@ -182,14 +180,11 @@ int on_ptrace_enter(struct syscall_enter_ctx *ctx)
 	if (!is_injecting(req))
 		return 0;
 	__u32 target = global_tgid(ctx->args[1]);
-	/* Only a tracer can resume or change a tracee, and becoming one takes attach or seize. */
-	__u32 tamper = (req == PTRACE_ATTACH || req == PTRACE_SEIZE) ? guard_held(target) : 0;
 	struct pending_call c = {
 		.what = CUSTOS_INJECT_PTRACE,
 		.target = target,
 		.request = req,
 		.addr = ctx->args[2],
-		.fd = tamper,
 	};
 	remember(&c);
 	return 0;
@@ -199,8 +194,16 @@ SEC("tracepoint/syscalls/sys_exit_ptrace")
 int on_ptrace_exit(struct syscall_exit_ctx *ctx)
 {
 	struct pending_call c;
-	if (recall(&c, CUSTOS_INJECT_PTRACE))
-		report_inject(CUSTOS_INJECT_PTRACE, &c, ctx->ret, c.fd);
+	if (!recall(&c, CUSTOS_INJECT_PTRACE))
+		return 0;
+	/* Only a tracer can resume or change a tracee, and becoming one takes a successful attach
+	 * or seize. Checked on return, after the kernel's permission check and after the attach
+	 * itself, so an attach that raced the exec's hold is caught too; the tracer cannot issue
+	 * its next request before this returns. */
+	__u32 tamper = 0;
+	if (ctx->ret == 0 && (c.request == PTRACE_ATTACH || c.request == PTRACE_SEIZE))
+		tamper = kill_held(c.target);
+	report_inject(CUSTOS_INJECT_PTRACE, &c, ctx->ret, tamper);
 	return 0;
 }
 
@@ -212,10 +215,9 @@ int on_vm_write_enter(struct syscall_enter_ctx *ctx)
 		.what = CUSTOS_INJECT_VM_WRITE,
 		.target = target,
 		.addr = ctx->args[3], /* remote iovec */
-		.fd = guard_held(target),
 	};
 	/* Writing into oneself is not injection. */
-	if (target == tgid() && !c.fd)
+	if (target == tgid())
 		return 0;
 	remember(&c);
 	return 0;
@@ -225,8 +227,11 @@ SEC("tracepoint/syscalls/sys_exit_process_vm_writev")
 int on_vm_write_exit(struct syscall_exit_ctx *ctx)
 {
 	struct pending_call c;
-	if (recall(&c, CUSTOS_INJECT_VM_WRITE))
-		report_inject(CUSTOS_INJECT_VM_WRITE, &c, ctx->ret, c.fd);
+	if (!recall(&c, CUSTOS_INJECT_VM_WRITE))
+		return 0;
+	/* Bytes were written into a held exec (permission checked): it must not run. */
+	__u32 tamper = ctx->ret > 0 ? kill_held(c.target) : 0;
+	report_inject(CUSTOS_INJECT_VM_WRITE, &c, ctx->ret, tamper);
 	return 0;
 }
 
@@ -247,9 +252,9 @@ int BPF_PROG(on_signal, int sig, struct kernel_siginfo *info, struct task_struct
 	struct settings *cfg = bpf_map_lookup_elem(&settings_map, &zero);
 	if (cfg && tgid() == cfg->self_pid)
 		return 0; /* the agent resuming its own hold */
-	kill_held(target);
+	__u32 tamper = kill_held(target);
 	struct pending_call c = {.target = target};
-	report_inject(CUSTOS_INJECT_SIGCONT, &c, 0, CUSTOS_INJECT_TAMPER);
+	report_inject(CUSTOS_INJECT_SIGCONT, &c, 0, tamper);
 	return 0;
 }
 

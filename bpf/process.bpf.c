@@ -56,7 +56,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct held_exec);
 } held SEC(".maps");
 
 /* A syscall's arguments between its enter and exit tracepoints, by thread. */
@@ -89,6 +89,7 @@ struct inject_event _inject_event = {};
 struct settings _settings = {};
 struct file_id _file_id = {};
 struct blocked_file _blocked_file = {};
+struct held_exec _held_exec = {};
 
 extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym __weak;
 extern void bpf_task_release(struct task_struct *p) __ksym __weak;
@@ -170,22 +171,26 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 			hold = true;
 		}
 	}
-	if (hold && BPF_CORE_READ(p, ptrace)) {
-		/* A tracer sees the SIGSTOP as a signal stop and can resume past it: the hold
-		 * would not hold. Killed where the mode says so, else it runs (reported). */
-		hold = false;
-		flags |= CUSTOS_EXEC_TRACED;
-		if (cfg && cfg->kill_traced) {
-			bpf_send_signal(SIGKILL);
-			flags |= CUSTOS_EXEC_KILLED;
-		}
-	}
 	struct exec_event *e = reserve(sizeof(*e));
-	if (hold && (!e || bpf_map_update_elem(&held, &pid, &start, BPF_ANY) != 0)) {
+	struct held_exec h = {.start_boottime_ns = start, .stamp = bpf_ktime_get_ns()};
+	if (hold && (!e || bpf_map_update_elem(&held, &pid, &h, BPF_ANY) != 0)) {
 		/* Nobody would ever resume it: let it run, or kill it where the mode says so. */
 		hold = false;
 		flags |= CUSTOS_EXEC_OVERLOAD;
 		if (cfg && cfg->kill_on_overload) {
+			bpf_send_signal(SIGKILL);
+			flags |= CUSTOS_EXEC_KILLED;
+		}
+	}
+	/* Read after the hold is in the map: a ptrace attach that completes later finds it there
+	 * (and kills it, calls.h); one that completed before shows here. */
+	if (hold && BPF_CORE_READ(p, ptrace)) {
+		/* A tracer sees the SIGSTOP as a signal stop and can resume past it: the hold
+		 * would not hold. Killed where the mode says so, else it runs (reported). */
+		hold = false;
+		bpf_map_delete_elem(&held, &pid);
+		flags |= CUSTOS_EXEC_TRACED;
+		if (cfg && cfg->kill_traced) {
 			bpf_send_signal(SIGKILL);
 			flags |= CUSTOS_EXEC_KILLED;
 		}
@@ -200,6 +205,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	e->kind = CUSTOS_REC_EXEC;
 	e->_pad = 0;
 	e->_pad2 = 0;
+	e->hold_stamp = h.stamp;
 	e->pid = pid;
 	e->tid = BPF_CORE_READ(p, pid);
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);

@@ -25,8 +25,10 @@
 #define CUSTOS_EXEC_OVERLOAD 64 /* would be held, but could not be (held map or ring full) */
 #define CUSTOS_EXEC_TRACED 128  /* would be held, but runs under ptrace: a tracer could resume it */
 
-/* The target of an injection was an exec held for judgement: the source was killed. */
+/* The target of an injection was an exec held for judgement: it was killed. */
 #define CUSTOS_INJECT_TAMPER 1
+/* ... but the kernel could not send the kill from there: the agent must (via a pidfd). */
+#define CUSTOS_INJECT_KILL_FAILED 2
 
 /* inject_event.syscall */
 #define CUSTOS_INJECT_PTRACE 1
@@ -48,6 +50,13 @@ struct settings {
 	__u32 kill_on_overload; /* an exec that cannot be held is killed (lockdown) */
 	__u32 self_pid;         /* the agent: never held */
 	__u32 kill_traced;      /* an exec under ptrace (which SIGSTOP cannot hold) is killed */
+};
+
+/* Held map value: which process (its start) and which hold of it (a stamp per exec, so
+ * releasing one hold can never remove a later one of the same process). */
+struct held_exec {
+	__u64 start_boottime_ns;
+	__u64 stamp;
 };
 
 /* Blocked map: (dev, ino) -> the ctime the verdict was computed for. */
@@ -81,6 +90,7 @@ struct exec_event {
 	__u64 parent_start_boottime_ns;
 	__u32 cwd_len;
 	__u32 _pad2;
+	__u64 hold_stamp; /* the held map's stamp for this exec (CUSTOS_EXEC_HELD) */
 	char path[CUSTOS_PATH_BUF];
 	char args[CUSTOS_ARGS_BUF];
 	char cwd[CUSTOS_PATH_BUF];

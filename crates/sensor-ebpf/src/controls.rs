@@ -1,7 +1,7 @@
 //! The control maps of the exec program, shared with user space: hold scope, which
 //! filesystems fanotify watches, files known to be blocked, and execs held right now.
 
-use crate::{EbpfError, RawBlockedFile, RawFileId, RawSettings};
+use crate::{EbpfError, RawBlockedFile, RawFileId, RawHeldExec, RawSettings};
 use custos_verdict::FileKey;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use std::collections::HashMap;
@@ -13,6 +13,8 @@ unsafe impl plain::Plain for RawSettings {}
 unsafe impl plain::Plain for RawFileId {}
 // SAFETY: as above.
 unsafe impl plain::Plain for RawBlockedFile {}
+// SAFETY: as above.
+unsafe impl plain::Plain for RawHeldExec {}
 
 // bpf/process.h
 const DEV_WATCHED: u32 = 1;
@@ -179,15 +181,50 @@ impl Controls {
         Ok(())
     }
 
-    /// Forgets the hold of the process `pid` that started at `start_ns`, and only that one: a
-    /// newer hold of the same pid (it exec'd again) is left alone.
-    pub fn release(&self, pid: u32, start_ns: u64) {
-        let key = pid.to_ne_bytes();
-        if let Ok(Some(v)) = self.held.lookup(&key, MapFlags::ANY) {
-            if v.as_slice() == start_ns.to_ne_bytes() {
-                let _ = self.held.delete(&key);
+    /// Forgets the hold `stamp` of `pid`, and only that one: a later hold of the same process
+    /// (it exec'd again) has another stamp and stays.
+    pub fn release(&self, pid: u32, stamp: u64) {
+        if self.held_entry(pid).is_some_and(|h| h.stamp == stamp) {
+            let _ = self.held.delete(&pid.to_ne_bytes());
+        }
+    }
+
+    /// The held map's entry for `pid`.
+    pub(crate) fn held_entry(&self, pid: u32) -> Option<RawHeldExec> {
+        let v = self.held.lookup(&pid.to_ne_bytes(), MapFlags::ANY).ok()??;
+        let mut h = RawHeldExec::default();
+        plain::copy_from_bytes(&mut h, &v).ok()?;
+        Some(h)
+    }
+
+    /// Kills a held process the kernel could not kill when it was tampered with, then forgets
+    /// its hold.
+    pub fn kill_held(&self, pid: u32) {
+        if let Some(h) = self.held_entry(pid) {
+            crate::hold::signal_held(pid, h.start_boottime_ns, libc::SIGKILL);
+            self.release(pid, h.stamp);
+        }
+    }
+
+    /// Answers every hold still in the map (`allow`: resume, else kill), for holds nobody
+    /// took over: the agent is stopping and the sensor is detached.
+    pub fn answer_leftovers(&self, allow: bool) -> usize {
+        let sig = if allow { libc::SIGCONT } else { libc::SIGKILL };
+        let keys: Vec<Vec<u8>> = self.held.keys().collect();
+        let mut n = 0;
+        for k in keys {
+            let Ok(k) = <[u8; 4]>::try_from(k.as_slice()) else {
+                continue;
+            };
+            let pid = u32::from_ne_bytes(k);
+            if let Some(h) = self.held_entry(pid) {
+                if crate::hold::signal_held(pid, h.start_boottime_ns, sig) {
+                    n += 1;
+                }
+                self.release(pid, h.stamp);
             }
         }
+        n
     }
 
     /// The `held` map, for the guardian process that resumes holds if the agent dies.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// be signalled. Dropping it unanswered resumes it, so no path leaves a process stopped.
 pub struct HeldProcess {
     pid: u32,
-    start_ns: u64,
+    stamp: u64,
     pidfd: OwnedFd,
     /// `/proc/PID/exe`, or why it could not be opened (the verdict is then the fallback).
     exe: Result<std::fs::File, String>,
@@ -77,13 +77,16 @@ fn pidfd_signal(fd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
 }
 
 /// Whether `pid` is still the process that started at `start_ns` (ns since boot). Reads
-/// `/proc/PID/stat` as bytes: a program name need not be UTF-8.
-fn same_process(pid: u32, start_ns: u64) -> bool {
+/// `/proc/PID/stat` as bytes: a program name need not be UTF-8. `Ok(false)`: gone or reused;
+/// `Err`: cannot tell (fd exhaustion, say).
+fn same_process(pid: u32, start_ns: u64) -> io::Result<bool> {
     let want = custos_process::ticks_from_ns(start_ns, custos_process::clk_tck());
-    std::fs::read(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|b| custos_process::parse_stat(&String::from_utf8_lossy(&b)))
-        .is_some_and(|(_, _, start)| start == want)
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(b) => Ok(custos_process::parse_stat(&String::from_utf8_lossy(&b))
+            .is_some_and(|(_, _, start)| start == want)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// A pidfd for `pid` if it still names the process that started at `start_ns`.
@@ -93,19 +96,53 @@ fn pidfd_for(pid: u32, start_ns: u64) -> Result<OwnedFd, HoldError> {
         _ => HoldError::Io(e),
     })?;
     // The pidfd pins whichever process has the pid now: make sure it is the one that exec'd.
-    if same_process(pid, start_ns) {
-        Ok(fd)
-    } else {
-        Err(HoldError::Gone)
+    match same_process(pid, start_ns) {
+        Ok(true) => Ok(fd),
+        Ok(false) => Err(HoldError::Gone),
+        Err(e) => Err(HoldError::Io(e)),
     }
 }
 
-/// A writable memfd (no write seal) can change after its verdict without a new exec.
+/// Sends `sig` to `pid` if it is still the process that started at `start_ns`, through a
+/// pidfd when one can be had. True if sent.
+pub(crate) fn signal_held(pid: u32, start_ns: u64, sig: i32) -> bool {
+    match pidfd_for(pid, start_ns) {
+        Ok(fd) => pidfd_signal(std::os::fd::AsFd::as_fd(&fd), sig).is_ok(),
+        Err(HoldError::Gone) => false,
+        // No pidfd (fd limit): check, then signal; a pid reused in between is the residual
+        // risk of this last-resort path.
+        Err(HoldError::Io(_)) => {
+            // Unknowable: a stray SIGCONT is harmless, a stray SIGKILL is not.
+            same_process(pid, start_ns).unwrap_or(sig == libc::SIGCONT)
+                && nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::try_from(sig).ok(),
+                )
+                .is_ok()
+        }
+    }
+}
+
+/// The `st_dev` of memfd files, found once.
+fn memfd_dev() -> Option<u64> {
+    static DEV: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *DEV.get_or_init(|| crate::controls::memfd_dev().ok())
+}
+
+/// A memfd that can still be written (no `F_SEAL_WRITE`) can change after its verdict
+/// without a new exec. `F_SEAL_FUTURE_WRITE` does not count: writable mappings made before
+/// it still write. Only memfds are checked (any tmpfs file reports seals).
 fn unsealed_memfd(f: &std::fs::File) -> bool {
-    // SAFETY: fcntl on a valid fd; F_GET_SEALS takes no argument. Files that do not support
-    // sealing (anything but shmem/hugetlbfs) fail with EINVAL.
+    use std::os::unix::fs::MetadataExt;
+    let is_memfd = f
+        .metadata()
+        .is_ok_and(|m| memfd_dev().is_some_and(|d| d == m.dev()));
+    if !is_memfd {
+        return false;
+    }
+    // SAFETY: fcntl on a valid fd; F_GET_SEALS takes no argument.
     let seals = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) };
-    seals >= 0 && seals & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) == 0
+    seals < 0 || seals & libc::F_SEAL_WRITE == 0
 }
 
 impl HeldProcess {
@@ -122,7 +159,7 @@ impl HeldProcess {
             .map(|p| p.to_string_lossy().into_owned());
         Ok(HeldProcess {
             pid: rec.pid,
-            start_ns: rec.start_boottime_ns,
+            stamp: rec.hold_stamp,
             pidfd,
             exe,
             path,
@@ -148,7 +185,7 @@ impl HeldProcess {
         // program knows the agent's own SIGCONT is not tampering.
         let sig = if allow { libc::SIGCONT } else { libc::SIGKILL };
         let r = pidfd_signal(std::os::fd::AsFd::as_fd(&self.pidfd), sig);
-        self.controls.release(self.pid, self.start_ns);
+        self.controls.release(self.pid, self.stamp);
         r
     }
 }
@@ -210,17 +247,9 @@ impl Drop for HeldProcess {
 /// Answers a hold that could not be taken over ([`HoldError::Io`]): resumes or kills the
 /// process if it is still the one held, then forgets the hold.
 pub fn answer_untaken(rec: &ExecRecord, controls: &Controls, allow: bool) {
-    let sig = if allow {
-        nix::sys::signal::Signal::SIGCONT
-    } else {
-        nix::sys::signal::Signal::SIGKILL
-    };
-    // Without a pidfd: check, then signal (a pid reused in between is the residual risk of
-    // this last-resort path).
-    if same_process(rec.pid, rec.start_boottime_ns) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid as i32), sig);
-    }
-    controls.release(rec.pid, rec.start_boottime_ns);
+    let sig = if allow { libc::SIGCONT } else { libc::SIGKILL };
+    signal_held(rec.pid, rec.start_boottime_ns, sig);
+    controls.release(rec.pid, rec.hold_stamp);
 }
 
 /// Resumes every process still in the `held` map behind `map` ([`Controls::held_fd`]),
@@ -243,15 +272,46 @@ pub fn resume_all_held(map: BorrowedFd<'_>) -> usize {
         ) else {
             continue;
         };
-        let Ok(v) = <[u8; 8]>::try_from(v.as_slice()) else {
+        let mut h = crate::RawHeldExec::default();
+        if plain::copy_from_bytes(&mut h, &v).is_err() {
             continue;
-        };
-        if let Ok(fd) = pidfd_for(u32::from_ne_bytes(k), u64::from_ne_bytes(v)) {
-            if pidfd_signal(std::os::fd::AsFd::as_fd(&fd), libc::SIGCONT).is_ok() {
-                n += 1;
-            }
+        }
+        if signal_held(u32::from_ne_bytes(k), h.start_boottime_ns, libc::SIGCONT) {
+            n += 1;
         }
         let _ = held.delete(&key);
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    use std::os::fd::AsRawFd as _;
+
+    fn memfd(seals: i32) -> std::fs::File {
+        let fd = memfd_create(c"t", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).unwrap();
+        let f = std::fs::File::from(fd);
+        if seals != 0 {
+            // SAFETY: fcntl on a valid fd with an integer argument.
+            assert_eq!(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, seals) }, 0);
+        }
+        f
+    }
+
+    #[test]
+    fn only_a_write_sealed_memfd_is_immutable() {
+        assert!(unsealed_memfd(&memfd(0)));
+        // Mappings made before a future-write seal still write: not enough.
+        assert!(unsealed_memfd(&memfd(libc::F_SEAL_FUTURE_WRITE)));
+        assert!(!unsealed_memfd(&memfd(libc::F_SEAL_WRITE)));
+    }
+
+    #[test]
+    fn tmpfs_files_are_not_memfds() {
+        // /dev/shm is tmpfs: it reports seals, but it is not a memfd.
+        let f = tempfile::tempfile_in("/dev/shm").unwrap();
+        assert!(!unsealed_memfd(&f));
+    }
 }

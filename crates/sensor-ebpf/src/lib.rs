@@ -52,6 +52,8 @@ pub type RawSettings = skel::types::settings;
 pub type RawFileId = skel::types::file_id;
 /// See [`RawExecEvent`].
 pub type RawBlockedFile = skel::types::blocked_file;
+/// See [`RawExecEvent`].
+pub type RawHeldExec = skel::types::held_exec;
 
 // SAFETY: plain C structs of integers and byte arrays; any bit pattern is valid.
 unsafe impl plain::Plain for RawExecEvent {}

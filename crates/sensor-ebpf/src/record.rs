@@ -12,6 +12,7 @@ const EXEC_UNSEEN: u32 = 32;
 const EXEC_OVERLOAD: u32 = 64;
 const EXEC_TRACED: u32 = 128;
 const INJECT_TAMPER: u32 = 1;
+const INJECT_KILL_FAILED: u32 = 2;
 const REC_EXEC: u32 = 1;
 const REC_FORK: u32 = 2;
 const REC_EXIT: u32 = 3;
@@ -89,9 +90,10 @@ pub struct InjectRecord {
     pub result: i64,
     /// Address argument (ptrace addr; the remote iovec of `process_vm_writev`).
     pub addr: u64,
-    /// The target was held for judgement: the kernel killed the source (or, for `Sigcont`,
-    /// the target).
+    /// The target was an exec held for judgement: it was killed (it must not run unjudged).
     pub tamper: bool,
+    /// ... but the kernel could not send that kill; the agent must.
+    pub kill_failed: bool,
 }
 
 /// A new task.
@@ -192,6 +194,8 @@ pub struct ExecRecord {
     /// The fanotify exec loop cannot see this exec (memfd, unwatched filesystem) and the hold
     /// scope covers it.
     pub unseen: bool,
+    /// Names this hold in the held map (`HoldState::Held`).
+    pub hold_stamp: u64,
 }
 
 /// What the exec program did about an exec fanotify cannot see (or a known-blocked file).
@@ -331,6 +335,7 @@ impl Record {
                     result: r.result,
                     addr: r.addr,
                     tamper: r.flags & INJECT_TAMPER != 0,
+                    kill_failed: r.flags & INJECT_KILL_FAILED != 0,
                 }))
             }
             kind => Err(RecordError::UnknownKind { kind }),
@@ -366,6 +371,7 @@ impl ExecRecord {
             cwd_truncated: raw.flags & CWD_TRUNCATED != 0,
             hold: HoldState::from_flags(raw.flags),
             unseen: raw.flags & EXEC_UNSEEN != 0,
+            hold_stamp: raw.hold_stamp,
         })
     }
 }
@@ -448,11 +454,11 @@ mod tests {
     #[test]
     fn layouts_match_the_c_records() {
         // The generated types are the only Rust view; this pins their sizes to bpf/process.h:
-        // 12 u32 + 5 u64 + 2 u32 + three 1024-byte buffers; 6 u32 + 2 u64; 6 u32 + u64;
+        // 12 u32 + 5 u64 + 2 u32 + u64 + three 1024-byte buffers; 6 u32 + 2 u64; 6 u32 + u64;
         // 6 u32 + 6 u64 + 1024; 6 u32 + 3 u64 + 2 u32.
         assert_eq!(
             std::mem::size_of::<RawExecEvent>(),
-            12 * 4 + 5 * 8 + 2 * 4 + 3 * 1024
+            12 * 4 + 5 * 8 + 2 * 4 + 8 + 3 * 1024
         );
         assert_eq!(std::mem::size_of::<RawForkEvent>(), 6 * 4 + 2 * 8);
         assert_eq!(std::mem::size_of::<RawExitEvent>(), 6 * 4 + 8);

@@ -144,6 +144,7 @@ fn serve(
     // The sensor first: holds it already reported reach the arbiter, which answers them all.
     daemon.telemetry.stop();
     arbiter.shutdown();
+    daemon.telemetry.answer_leftovers(arbiter.mode());
     drop(guardian);
     output.close(Duration::from_secs(3));
     run.context("exec sensor failed")?;

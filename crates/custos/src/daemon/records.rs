@@ -261,6 +261,7 @@ mod tests {
             cwd_truncated: false,
             hold: HoldState::None,
             unseen: false,
+            hold_stamp: 0,
         })
     }
 
@@ -296,6 +297,7 @@ mod tests {
                 result: 0,
                 addr: 0,
                 tamper: false,
+                kill_failed: false,
             }))
             .unwrap();
         assert_eq!(v["event"]["action"], "ptrace_attach");

@@ -185,8 +185,11 @@ impl Telemetry {
         let reader = sensor.reader(|r| match r {
             Ok(rec) => {
                 self.records.fetch_add(1, Relaxed);
-                if let Record::Exec(e) = &rec {
-                    self.judge(e, &w, &intake.borrow());
+                match &rec {
+                    Record::Exec(e) => self.judge(e, &w, &intake.borrow()),
+                    // Tampered with, and the kernel could not kill it from there: do it now.
+                    Record::Inject(j) if j.kill_failed => controls.kill_held(j.target_pid),
+                    _ => {}
                 }
                 if let Some(v) = conv.borrow_mut().event(&rec) {
                     w.output.emit_line(v.to_string());
@@ -236,6 +239,8 @@ impl Telemetry {
         }
         // No new holds; hand every hold already reported to the verdict engine, which
         // answers it (by the mode's shutdown fallback if need be).
+        // Scope first, so a concurrent mode change cannot switch holds back on.
+        lock(&self.scope).take();
         let _ = controls.configure(HoldScope::Off, false, false, std::process::id());
         let _ = reader.poll(Duration::ZERO);
         drop(reader);
@@ -288,6 +293,19 @@ impl Telemetry {
             error: None,
         };
         w.output.emit_line(ev.to_ecs().to_string());
+    }
+
+    /// After the verdict engine has shut down: answers holds that never reached it (made
+    /// between the last read and the sensor's detach) with the mode's shutdown fallback.
+    pub fn answer_leftovers(&self, mode: Mode) {
+        if let Some(c) = self.controls.get() {
+            let allow =
+                custos_verdict::fallback(mode, Reason::Shutdown).decision == Decision::Allow;
+            let n = c.answer_leftovers(allow);
+            if n > 0 {
+                tracing::warn!(n, allow, "answered holds the verdict engine never saw");
+            }
+        }
     }
 
     /// Stops the thread and waits for it: holds it had seen are with the verdict engine after.

@@ -108,7 +108,7 @@ impl Intake {
                     match HeldProcess::new(&rec, controls.clone()) {
                         Ok(h) => arbiter.submit(AnyHeld::Process(h)),
                         // Killed meanwhile: nothing left to judge.
-                        Err(HoldError::Gone) => controls.release(rec.pid, rec.start_boottime_ns),
+                        Err(HoldError::Gone) => controls.release(rec.pid, rec.hold_stamp),
                         Err(e) => {
                             let allow = !kill_on_overload(arbiter.mode());
                             tracing::error!(pid = rec.pid, allow, "{:#}", anyhow::Error::new(e));
@@ -131,11 +131,21 @@ impl Intake {
         }
     }
 
-    /// Submits everything queued, then stops.
+    /// Submits everything queued, then stops. Waits at most 5 s: the thread can be stuck on a
+    /// stalled file system, and shutdown must not be (what it still holds is resumed by the
+    /// guardian once the agent is gone).
     pub fn finish(&mut self) {
         self.tx.take();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let t0 = std::time::Instant::now();
+            while !t.is_finished() && t0.elapsed() < std::time::Duration::from_secs(5) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!("the hold intake is stuck (a stalled file system?); leaving it");
+            }
         }
     }
 }
