@@ -31,24 +31,34 @@ static __always_inline bool is_injecting(__u64 req)
 	return false;
 }
 
-static __always_inline void remember(struct pending_call *c)
+static __always_inline bool remember_in(void *map, struct pending_call *c)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&calls, &tid, c, BPF_ANY);
+	return bpf_map_update_elem(map, &tid, c, BPF_ANY) == 0;
+}
+
+static __always_inline void remember(struct pending_call *c)
+{
+	remember_in(&calls, c);
 }
 
 /* The call this thread entered, if it is one we track; removed from the map. */
-static __always_inline bool recall(struct pending_call *out, __u32 what)
+static __always_inline bool recall_from(void *map, struct pending_call *out, __u32 what)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct pending_call *c = bpf_map_lookup_elem(&calls, &tid);
+	struct pending_call *c = bpf_map_lookup_elem(map, &tid);
 	if (!c)
 		return false;
 	bool ok = c->what == what;
 	if (ok)
 		*out = *c;
-	bpf_map_delete_elem(&calls, &tid);
+	bpf_map_delete_elem(map, &tid);
 	return ok;
+}
+
+static __always_inline bool recall(struct pending_call *out, __u32 what)
+{
+	return recall_from(&calls, out, what);
 }
 
 /* Held for judgement and not yet released: touching it is tampering. */
@@ -121,8 +131,11 @@ int on_mmap_exit(struct syscall_exit_ctx *ctx)
 /* The global tgid of `vpid` as the caller sees it (its pid namespace), or 0. */
 static __always_inline __u32 global_tgid(__u32 vpid)
 {
-	if (!bpf_ksym_exists(bpf_task_from_vpid) || !bpf_ksym_exists(bpf_task_release))
-		return vpid;
+	if (!bpf_ksym_exists(bpf_task_from_vpid) || !bpf_ksym_exists(bpf_task_release)) {
+		/* Without the kfunc a pid means the global one only in the initial namespace. */
+		struct task_struct *me = (struct task_struct *)bpf_get_current_task_btf();
+		return BPF_CORE_READ(me, thread_pid, level) == 0 ? vpid : 0;
+	}
 	struct task_struct *t = bpf_task_from_vpid(vpid);
 	if (!t)
 		return 0;
@@ -134,10 +147,12 @@ static __always_inline __u32 global_tgid(__u32 vpid)
 /* Kills a held exec's process (by global tgid). Returns CUSTOS_INJECT_TAMPER if it was held,
  * plus CUSTOS_INJECT_KILL_FAILED if the kernel could not send the kill from here (the hold
  * then stays, and the agent kills it through a pidfd when it reads the record). */
-static __always_inline __u32 kill_held(__u32 target)
+static __always_inline __u32 kill_held(__u32 target, __u64 *target_start)
 {
-	if (!is_held(target))
+	struct held_exec *h = bpf_map_lookup_elem(&held, &target);
+	if (!h)
 		return 0;
+	*target_start = h->start_boottime_ns;
 	long r = -1;
 	if (bpf_ksym_exists(bpf_task_from_pid) && bpf_ksym_exists(bpf_send_signal_task)) {
 		struct task_struct *t = bpf_task_from_pid(target);
@@ -153,7 +168,7 @@ static __always_inline __u32 kill_held(__u32 target)
 }
 
 static __always_inline void report_inject(__u32 syscall, struct pending_call *c, long ret,
-					  __u32 flags)
+					  __u32 flags, __u64 target_start)
 {
 	struct inject_event *e = reserve(sizeof(*e));
 	if (!e)
@@ -170,7 +185,22 @@ static __always_inline void report_inject(__u32 syscall, struct pending_call *c,
 	e->start_boottime_ns = my_start();
 	e->flags = flags;
 	e->_pad = 0;
-	submit(e, false);
+	e->target_start_boottime_ns = target_start;
+	/* A kill the kernel could not send is the agent's to send: now. */
+	submit(e, flags & CUSTOS_INJECT_KILL_FAILED);
+}
+
+/* Keeps a ptrace/process_vm_writev call for its exit, where a success against a held exec is
+ * tampering. If it cannot be kept (map full), a call that could take over a held exec is
+ * treated as tampering at once, before it runs. */
+static __always_inline void guard_or_remember(struct pending_call *c, bool takes_over)
+{
+	if (remember_in(&inject_calls, c))
+		return;
+	__u64 tstart = 0;
+	__u32 tamper = takes_over ? kill_held(c->target, &tstart) : 0;
+	if (tamper)
+		report_inject(c->what, c, 0, tamper, tstart);
 }
 
 SEC("tracepoint/syscalls/sys_enter_ptrace")
@@ -186,7 +216,7 @@ int on_ptrace_enter(struct syscall_enter_ctx *ctx)
 		.request = req,
 		.addr = ctx->args[2],
 	};
-	remember(&c);
+	guard_or_remember(&c, req == PTRACE_ATTACH || req == PTRACE_SEIZE);
 	return 0;
 }
 
@@ -194,16 +224,17 @@ SEC("tracepoint/syscalls/sys_exit_ptrace")
 int on_ptrace_exit(struct syscall_exit_ctx *ctx)
 {
 	struct pending_call c;
-	if (!recall(&c, CUSTOS_INJECT_PTRACE))
+	if (!recall_from(&inject_calls, &c, CUSTOS_INJECT_PTRACE))
 		return 0;
 	/* Only a tracer can resume or change a tracee, and becoming one takes a successful attach
 	 * or seize. Checked on return, after the kernel's permission check and after the attach
 	 * itself, so an attach that raced the exec's hold is caught too; the tracer cannot issue
 	 * its next request before this returns. */
 	__u32 tamper = 0;
+	__u64 tstart = 0;
 	if (ctx->ret == 0 && (c.request == PTRACE_ATTACH || c.request == PTRACE_SEIZE))
-		tamper = kill_held(c.target);
-	report_inject(CUSTOS_INJECT_PTRACE, &c, ctx->ret, tamper);
+		tamper = kill_held(c.target, &tstart);
+	report_inject(CUSTOS_INJECT_PTRACE, &c, ctx->ret, tamper, tstart);
 	return 0;
 }
 
@@ -219,7 +250,7 @@ int on_vm_write_enter(struct syscall_enter_ctx *ctx)
 	/* Writing into oneself is not injection. */
 	if (target == tgid())
 		return 0;
-	remember(&c);
+	guard_or_remember(&c, true);
 	return 0;
 }
 
@@ -227,11 +258,12 @@ SEC("tracepoint/syscalls/sys_exit_process_vm_writev")
 int on_vm_write_exit(struct syscall_exit_ctx *ctx)
 {
 	struct pending_call c;
-	if (!recall(&c, CUSTOS_INJECT_VM_WRITE))
+	if (!recall_from(&inject_calls, &c, CUSTOS_INJECT_VM_WRITE))
 		return 0;
 	/* Bytes were written into a held exec (permission checked): it must not run. */
-	__u32 tamper = ctx->ret > 0 ? kill_held(c.target) : 0;
-	report_inject(CUSTOS_INJECT_VM_WRITE, &c, ctx->ret, tamper);
+	__u64 tstart = 0;
+	__u32 tamper = ctx->ret > 0 ? kill_held(c.target, &tstart) : 0;
+	report_inject(CUSTOS_INJECT_VM_WRITE, &c, ctx->ret, tamper, tstart);
 	return 0;
 }
 
@@ -252,9 +284,10 @@ int BPF_PROG(on_signal, int sig, struct kernel_siginfo *info, struct task_struct
 	struct settings *cfg = bpf_map_lookup_elem(&settings_map, &zero);
 	if (cfg && tgid() == cfg->self_pid)
 		return 0; /* the agent resuming its own hold */
-	__u32 tamper = kill_held(target);
+	__u64 tstart = 0;
+	__u32 tamper = kill_held(target, &tstart);
 	struct pending_call c = {.target = target};
-	report_inject(CUSTOS_INJECT_SIGCONT, &c, 0, tamper);
+	report_inject(CUSTOS_INJECT_SIGCONT, &c, 0, tamper, tstart);
 	return 0;
 }
 

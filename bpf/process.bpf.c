@@ -77,6 +77,18 @@ struct {
 	__type(value, struct pending_call);
 } calls SEC(".maps");
 
+/* The same for ptrace and process_vm_writev, which guard holds at their exit: never evicted
+ * (an LRU map could be made to forget one); when it is full the guard acts at entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pending_call);
+} inject_calls SEC(".maps");
+
+/* Target of a full memory barrier (a fetching atomic). */
+__u64 barrier = 0;
+
 /* Reservation failures (ring buffer full): never silent. */
 __u64 lost = 0;
 
@@ -114,6 +126,13 @@ static __always_inline void submit(void *e, bool urgent)
 {
 	bool wake = urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > WAKE_AT_BYTES;
 	bpf_ringbuf_submit(e, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+/* A full memory barrier: fetching BPF atomics are fully ordered. */
+static __always_inline void full_barrier(void)
+{
+	if (__sync_fetch_and_add(&barrier, 0) == ~0ULL)
+		barrier = 0;
 }
 
 static __always_inline __u32 tgid(void)
@@ -182,8 +201,11 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 			flags |= CUSTOS_EXEC_KILLED;
 		}
 	}
-	/* Read after the hold is in the map: a ptrace attach that completes later finds it there
-	 * (and kills it, calls.h); one that completed before shows here. */
+	/* Read after the hold is in the map, with a full barrier between: a ptrace attach that
+	 * completes later finds it there (and kills it, calls.h); one that completed before shows
+	 * here. */
+	if (hold)
+		full_barrier();
 	if (hold && BPF_CORE_READ(p, ptrace)) {
 		/* A tracer sees the SIGSTOP as a signal stop and can resume past it: the hold
 		 * would not hold. Killed where the mode says so, else it runs (reported). */

@@ -149,6 +149,7 @@ struct inject_event {
 	__u64 start_boottime_ns; /* of the source process */
 	__u32 flags;     /* CUSTOS_INJECT_TAMPER */
 	__u32 _pad;
+	__u64 target_start_boottime_ns; /* of a held target (tamper), to kill it by */
 };
 
 #endif

@@ -155,8 +155,13 @@ struct signal_struct {
 	atomic_t live; /* threads not yet exited */
 };
 
+struct pid {
+	unsigned int level; /* depth of the pid namespace: 0 is the initial one */
+};
+
 struct task_struct {
 	unsigned int ptrace;
+	struct pid *thread_pid;
 	struct signal_struct *signal;
 	int exit_code;
 	pid_t pid;

@@ -197,12 +197,16 @@ impl Controls {
         Some(h)
     }
 
-    /// Kills a held process the kernel could not kill when it was tampered with, then forgets
-    /// its hold.
-    pub fn kill_held(&self, pid: u32) {
-        if let Some(h) = self.held_entry(pid) {
-            crate::hold::signal_held(pid, h.start_boottime_ns, libc::SIGKILL);
-            self.release(pid, h.stamp);
+    /// Kills a held process that was tampered with when the kernel could not (`start_ns`
+    /// names it), then forgets its hold, whatever became of that meanwhile.
+    pub fn kill_tampered(&self, pid: u32, start_ns: u64) {
+        let r = crate::hold::signal_held(pid, start_ns, libc::SIGKILL);
+        if r.settled() {
+            if let Some(h) = self.held_entry(pid) {
+                if h.start_boottime_ns == start_ns {
+                    let _ = self.held.delete(&pid.to_ne_bytes());
+                }
+            }
         }
     }
 
@@ -218,10 +222,11 @@ impl Controls {
             };
             let pid = u32::from_ne_bytes(k);
             if let Some(h) = self.held_entry(pid) {
-                if crate::hold::signal_held(pid, h.start_boottime_ns, sig) {
-                    n += 1;
+                let r = crate::hold::signal_held(pid, h.start_boottime_ns, sig);
+                n += usize::from(r == crate::hold::Signalled::Sent);
+                if r.settled() {
+                    self.release(pid, h.stamp);
                 }
-                self.release(pid, h.stamp);
             }
         }
         n

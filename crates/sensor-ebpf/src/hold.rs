@@ -103,41 +103,72 @@ fn pidfd_for(pid: u32, start_ns: u64) -> Result<OwnedFd, HoldError> {
     }
 }
 
-/// Sends `sig` to `pid` if it is still the process that started at `start_ns`, through a
-/// pidfd when one can be had. True if sent.
-pub(crate) fn signal_held(pid: u32, start_ns: u64, sig: i32) -> bool {
-    match pidfd_for(pid, start_ns) {
-        Ok(fd) => pidfd_signal(std::os::fd::AsFd::as_fd(&fd), sig).is_ok(),
-        Err(HoldError::Gone) => false,
-        // No pidfd (fd limit): check, then signal; a pid reused in between is the residual
-        // risk of this last-resort path.
-        Err(HoldError::Io(_)) => {
-            // Unknowable: a stray SIGCONT is harmless, a stray SIGKILL is not.
-            same_process(pid, start_ns).unwrap_or(sig == libc::SIGCONT)
-                && nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::try_from(sig).ok(),
-                )
-                .is_ok()
-        }
+/// What became of a signal to a held process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signalled {
+    /// Delivered.
+    Sent,
+    /// The process is gone (or its pid names another one): nothing to do.
+    Gone,
+    /// Could not be sent, or not safely (fd exhaustion): the hold must stay for a retry.
+    Unknown,
+}
+
+impl Signalled {
+    /// The hold can be forgotten.
+    pub(crate) fn settled(self) -> bool {
+        self != Signalled::Unknown
     }
 }
 
-/// The `st_dev` of memfd files, found once.
-fn memfd_dev() -> Option<u64> {
-    static DEV: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    *DEV.get_or_init(|| crate::controls::memfd_dev().ok())
+/// Sends `sig` to `pid` if it is still the process that started at `start_ns`, through a
+/// pidfd when one can be had.
+pub(crate) fn signal_held(pid: u32, start_ns: u64, sig: i32) -> Signalled {
+    match pidfd_for(pid, start_ns) {
+        Ok(fd) => match pidfd_signal(std::os::fd::AsFd::as_fd(&fd), sig) {
+            Ok(()) => Signalled::Sent,
+            Err(_) => Signalled::Unknown,
+        },
+        Err(HoldError::Gone) => Signalled::Gone,
+        // No pidfd (fd limit): check, then signal; a pid reused in between is the residual
+        // risk of this last-resort path. Unknowable: a stray SIGCONT is harmless, a stray
+        // SIGKILL is not.
+        Err(HoldError::Io(_)) => match same_process(pid, start_ns) {
+            Ok(false) => Signalled::Gone,
+            Ok(true) => {
+                let s = nix::sys::signal::Signal::try_from(sig).ok();
+                match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), s) {
+                    Ok(()) => Signalled::Sent,
+                    Err(_) => Signalled::Unknown,
+                }
+            }
+            Err(_) if sig == libc::SIGCONT => {
+                let s = nix::sys::signal::Signal::SIGCONT;
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), s);
+                Signalled::Unknown
+            }
+            Err(_) => Signalled::Unknown,
+        },
+    }
 }
 
-/// A memfd that can still be written (no `F_SEAL_WRITE`) can change after its verdict
-/// without a new exec. `F_SEAL_FUTURE_WRITE` does not count: writable mappings made before
-/// it still write. Only memfds are checked (any tmpfs file reports seals).
-fn unsealed_memfd(f: &std::fs::File) -> bool {
+/// A memfd, or another file with no name left on shmem or hugetlbfs (unlinked): content
+/// that any holder of a writable fd or mapping can still change.
+fn is_anonymous_shmem(f: &std::fs::File) -> bool {
+    use nix::sys::statfs::{fstatfs, HUGETLBFS_MAGIC, TMPFS_MAGIC};
     use std::os::unix::fs::MetadataExt;
-    let is_memfd = f
-        .metadata()
-        .is_ok_and(|m| memfd_dev().is_some_and(|d| d == m.dev()));
-    if !is_memfd {
+    let unlinked = f.metadata().is_ok_and(|m| m.nlink() == 0);
+    unlinked
+        && fstatfs(f).is_ok_and(|s| {
+            s.filesystem_type() == TMPFS_MAGIC || s.filesystem_type() == HUGETLBFS_MAGIC
+        })
+}
+
+/// Content that can still change after its verdict without a new exec: a memfd (or an
+/// unlinked shmem file) without `F_SEAL_WRITE`. `F_SEAL_FUTURE_WRITE` does not count:
+/// writable mappings made before it still write. Named tmpfs files are not affected.
+fn unsealed_memfd(f: &std::fs::File) -> bool {
+    if !is_anonymous_shmem(f) {
         return false;
     }
     // SAFETY: fcntl on a valid fd; F_GET_SEALS takes no argument.
@@ -150,6 +181,13 @@ impl HeldProcess {
     /// `/proc/PID/exe` (a plain open: no fanotify permission event); if that fails the hold
     /// still exists and the verdict engine answers it with the mode's fallback.
     pub fn new(rec: &ExecRecord, controls: Arc<Controls>) -> Result<HeldProcess, HoldError> {
+        // Still this hold? (It may have been answered meanwhile: tampering, shutdown.)
+        if controls
+            .held_entry(rec.pid)
+            .is_none_or(|h| h.stamp != rec.hold_stamp)
+        {
+            return Err(HoldError::Gone);
+        }
         let pidfd = pidfd_for(rec.pid, rec.start_boottime_ns)?;
         let exe = std::fs::File::open(format!("/proc/{}/exe", rec.pid))
             .map_err(|e| format!("cannot open /proc/{}/exe: {e}", rec.pid));
@@ -248,8 +286,10 @@ impl Drop for HeldProcess {
 /// process if it is still the one held, then forgets the hold.
 pub fn answer_untaken(rec: &ExecRecord, controls: &Controls, allow: bool) {
     let sig = if allow { libc::SIGCONT } else { libc::SIGKILL };
-    signal_held(rec.pid, rec.start_boottime_ns, sig);
-    controls.release(rec.pid, rec.hold_stamp);
+    // Kept if the signal could not be sent: the guardian or a later sweep can still act.
+    if signal_held(rec.pid, rec.start_boottime_ns, sig).settled() {
+        controls.release(rec.pid, rec.hold_stamp);
+    }
 }
 
 /// Resumes every process still in the `held` map behind `map` ([`Controls::held_fd`]),
@@ -276,7 +316,8 @@ pub fn resume_all_held(map: BorrowedFd<'_>) -> usize {
         if plain::copy_from_bytes(&mut h, &v).is_err() {
             continue;
         }
-        if signal_held(u32::from_ne_bytes(k), h.start_boottime_ns, libc::SIGCONT) {
+        if signal_held(u32::from_ne_bytes(k), h.start_boottime_ns, libc::SIGCONT) == Signalled::Sent
+        {
             n += 1;
         }
         let _ = held.delete(&key);
@@ -288,14 +329,16 @@ pub fn resume_all_held(map: BorrowedFd<'_>) -> usize {
 mod tests {
     use super::*;
     use nix::sys::memfd::{memfd_create, MFdFlags};
-    use std::os::fd::AsRawFd as _;
 
     fn memfd(seals: i32) -> std::fs::File {
         let fd = memfd_create(c"t", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).unwrap();
         let f = std::fs::File::from(fd);
         if seals != 0 {
             // SAFETY: fcntl on a valid fd with an integer argument.
-            assert_eq!(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, seals) }, 0);
+            assert_eq!(
+                unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, seals) },
+                0
+            );
         }
         f
     }
@@ -309,9 +352,12 @@ mod tests {
     }
 
     #[test]
-    fn tmpfs_files_are_not_memfds() {
-        // /dev/shm is tmpfs: it reports seals, but it is not a memfd.
+    fn named_tmpfs_files_are_not_memfds() {
+        // /dev/shm is tmpfs: its files report seals, but a named one is not a memfd.
+        let f = tempfile::NamedTempFile::new_in("/dev/shm").unwrap();
+        assert!(!unsealed_memfd(f.as_file()));
+        // Unlinked, any holder of a writable fd can still change it unseen.
         let f = tempfile::tempfile_in("/dev/shm").unwrap();
-        assert!(!unsealed_memfd(&f));
+        assert!(unsealed_memfd(&f));
     }
 }

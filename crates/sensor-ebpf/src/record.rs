@@ -94,6 +94,8 @@ pub struct InjectRecord {
     pub tamper: bool,
     /// ... but the kernel could not send that kill; the agent must.
     pub kill_failed: bool,
+    /// Start of the held target, ns since boot (tamper), to kill it by.
+    pub target_start_boottime_ns: u64,
 }
 
 /// A new task.
@@ -336,6 +338,7 @@ impl Record {
                     addr: r.addr,
                     tamper: r.flags & INJECT_TAMPER != 0,
                     kill_failed: r.flags & INJECT_KILL_FAILED != 0,
+                    target_start_boottime_ns: r.target_start_boottime_ns,
                 }))
             }
             kind => Err(RecordError::UnknownKind { kind }),
@@ -455,7 +458,7 @@ mod tests {
     fn layouts_match_the_c_records() {
         // The generated types are the only Rust view; this pins their sizes to bpf/process.h:
         // 12 u32 + 5 u64 + 2 u32 + u64 + three 1024-byte buffers; 6 u32 + 2 u64; 6 u32 + u64;
-        // 6 u32 + 6 u64 + 1024; 6 u32 + 3 u64 + 2 u32.
+        // 6 u32 + 6 u64 + 1024; 6 u32 + 3 u64 + 2 u32 + u64.
         assert_eq!(
             std::mem::size_of::<RawExecEvent>(),
             12 * 4 + 5 * 8 + 2 * 4 + 8 + 3 * 1024
@@ -463,7 +466,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<RawForkEvent>(), 6 * 4 + 2 * 8);
         assert_eq!(std::mem::size_of::<RawExitEvent>(), 6 * 4 + 8);
         assert_eq!(std::mem::size_of::<RawImageEvent>(), 6 * 4 + 6 * 8 + 1024);
-        assert_eq!(std::mem::size_of::<RawInjectEvent>(), 6 * 4 + 3 * 8 + 2 * 4);
+        assert_eq!(
+            std::mem::size_of::<RawInjectEvent>(),
+            6 * 4 + 3 * 8 + 2 * 4 + 8
+        );
     }
 
     #[test]

@@ -189,6 +189,19 @@ impl Group {
         self.fan.write_response(FanotifyResponse::new(fd, r))
     }
 
+    /// Detaches from the kernel now, whatever still holds this struct (a thread stuck in a
+    /// stalled file system keeps the process's fd table alive past exit): the fanotify fd is
+    /// replaced by `/dev/null`, so the kernel drops the group and lets every pending exec go.
+    /// For the agent's very last step; the group is useless after it.
+    pub fn release_kernel(&self) {
+        use std::os::fd::{AsFd, AsRawFd};
+        if let Ok(null) = std::fs::File::open("/dev/null") {
+            // SAFETY: dup2 onto an fd this struct owns; the number stays valid (now /dev/null),
+            // so nothing that still uses it can touch an unrelated file.
+            unsafe { libc::dup2(null.as_raw_fd(), self.fan.as_fd().as_raw_fd()) };
+        }
+    }
+
     /// Reads events until `stop` becomes readable, handing each held exec to `on_exec`.
     /// Events that are not holdable (queue overflow, wrong version) are logged and skipped;
     /// a held exec that `on_exec` drops unanswered is allowed by [`HeldExec`]'s `Drop`.

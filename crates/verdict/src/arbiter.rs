@@ -194,6 +194,10 @@ impl<H: Held> Arbiter<H> {
     /// Takes one held exec. Returns quickly: hashing happens on the pool.
     pub fn submit(&self, held: H) {
         let inner = &self.inner;
+        if inner.shutdown.load(Ordering::SeqCst) {
+            // No workers or deadline thread any more: answer now.
+            return inner.fallback_answer(held, Reason::Shutdown, None);
+        }
         if held.pid() == inner.opts.self_pid {
             Stats::inc(&inner.stats.self_allowed);
             inner.answer_raw(held, Decision::Allow);

@@ -247,6 +247,21 @@ fn an_allow_for_mutable_content_falls_back_where_the_mode_denies() {
 }
 
 #[test]
+fn a_hold_submitted_after_shutdown_gets_the_fallback_at_once() {
+    for (mode, want) in [
+        (Mode::Lockdown, Decision::Deny),
+        (Mode::Monitor, Decision::Allow),
+    ] {
+        let k = Arc::new(Kernel::default());
+        let a = arbiter(&k, mode, vec![], 2000);
+        a.shutdown();
+        a.submit(k.held(10, 1, b"late", 0));
+        assert_eq!(*lock(&k.answers), vec![(10, want)], "{mode}");
+        assert_eq!(lock(&k.events)[0].reason, Reason::Shutdown);
+    }
+}
+
+#[test]
 fn only_verdicts_on_content_are_remembered_in_the_kernel() {
     let k = Arc::new(Kernel::default());
     let a = arbiter(&k, Mode::Lockdown, vec![block(1, b"bad")], 50);

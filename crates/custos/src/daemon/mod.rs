@@ -146,6 +146,7 @@ fn serve(
     arbiter.shutdown();
     daemon.telemetry.answer_leftovers(arbiter.mode());
     drop(guardian);
+    group.release_kernel();
     output.close(Duration::from_secs(3));
     run.context("exec sensor failed")?;
     Ok(())

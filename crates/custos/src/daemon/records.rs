@@ -298,6 +298,7 @@ mod tests {
                 addr: 0,
                 tamper: false,
                 kill_failed: false,
+                target_start_boottime_ns: 0,
             }))
             .unwrap();
         assert_eq!(v["event"]["action"], "ptrace_attach");

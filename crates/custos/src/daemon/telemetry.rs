@@ -111,7 +111,10 @@ impl Telemetry {
 
     /// Applies a mode: whether an exec that cannot be held is killed.
     pub fn set_mode(&self, mode: Mode) {
-        let (Some(c), Some(scope)) = (self.controls.get(), *lock(&self.scope)) else {
+        // The scope lock is held until the kernel has the settings, so shutdown's switch to
+        // "off" cannot be overtaken.
+        let scope = lock(&self.scope);
+        let (Some(c), Some(scope)) = (self.controls.get(), *scope) else {
             return;
         };
         let kill_traced = mode != Mode::Audit;
@@ -188,7 +191,9 @@ impl Telemetry {
                 match &rec {
                     Record::Exec(e) => self.judge(e, &w, &intake.borrow()),
                     // Tampered with, and the kernel could not kill it from there: do it now.
-                    Record::Inject(j) if j.kill_failed => controls.kill_held(j.target_pid),
+                    Record::Inject(j) if j.kill_failed => {
+                        controls.kill_tampered(j.target_pid, j.target_start_boottime_ns)
+                    }
                     _ => {}
                 }
                 if let Some(v) = conv.borrow_mut().event(&rec) {
@@ -239,9 +244,13 @@ impl Telemetry {
         }
         // No new holds; hand every hold already reported to the verdict engine, which
         // answers it (by the mode's shutdown fallback if need be).
-        // Scope first, so a concurrent mode change cannot switch holds back on.
-        lock(&self.scope).take();
-        let _ = controls.configure(HoldScope::Off, false, false, std::process::id());
+        // Scope first, and under its lock, so a concurrent mode change cannot switch holds
+        // back on.
+        {
+            let mut scope = lock(&self.scope);
+            scope.take();
+            let _ = controls.configure(HoldScope::Off, false, false, std::process::id());
+        }
         let _ = reader.poll(Duration::ZERO);
         drop(reader);
         intake.borrow_mut().finish();
