@@ -35,6 +35,8 @@ pub enum Request {
         #[serde(default)]
         set: Option<Mode>,
     },
+    /// Load the known-bad feeds from the state dir again (after an import).
+    ReloadFeeds {},
     /// What the agent would decide for a file with this hash at this path, now and per mode.
     Evaluate {
         /// SHA-256 hex.

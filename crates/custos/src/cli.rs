@@ -18,6 +18,7 @@ Examples:
   custos rule add --file ./tool --block      block a program by its SHA-256
   custos rule add --path '/opt/app/**' --allow --comment 'vendor app'
   custos fileinfo /usr/bin/ls                what would happen if it ran now
+  custos db import-feed bad.txt --name abuse  block what a hash list names
   custos status";
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -65,10 +66,38 @@ pub enum Cmd {
         #[arg(value_parser = parse_mode)]
         mode: Option<Mode>,
     },
+    /// Reputation databases: import and list known-bad feeds.
+    Db {
+        /// Database action.
+        #[command(subcommand)]
+        cmd: DbCmd,
+    },
     /// Hash a file and show its type, matching rule and the decision it would get now.
     Fileinfo {
         /// The file.
         path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `custos db …`
+#[derive(Debug, Subcommand)]
+pub enum DbCmd {
+    /// Import a known-bad feed: a hash list (MD5, SHA-1 or SHA-256 per line, by length; `#`
+    /// comments) or a MalwareBazaar CSV export. A file whose digest it lists is denied in
+    /// monitor and lockdown. Replaces the feed of the same name atomically; a bad file leaves
+    /// the previous one in force. A running agent reloads its feeds.
+    ImportFeed {
+        /// The feed file.
+        file: PathBuf,
+        /// Its name (letters, digits, `_`, `-`, `.`), shown in decisions.
+        #[arg(long)]
+        name: String,
+    },
+    /// List imported feeds with their counts and import time.
+    List {
         /// Print JSON.
         #[arg(long)]
         json: bool,

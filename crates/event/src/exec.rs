@@ -85,6 +85,8 @@ pub enum Reason {
     /// Not seen by fanotify and run under ptrace, so it could not be held; the mode's
     /// fallback applied (killed in monitor and lockdown).
     Traced,
+    /// A known-bad feed lists one of the file's digests (`custos.feed` names it).
+    KnownBad,
 }
 
 impl Reason {
@@ -101,6 +103,7 @@ impl Reason {
             Reason::KernelBlocked => "kernel_blocked",
             Reason::Mutable => "mutable",
             Reason::Traced => "traced",
+            Reason::KnownBad => "known_bad",
         }
     }
 }
@@ -134,6 +137,8 @@ pub struct ExecEvent {
     pub sha256: Option<String>,
     /// Error text, when `reason` is `Error`.
     pub error: Option<String>,
+    /// The known-bad feed that listed the file (reason `known_bad`).
+    pub feed: Option<String>,
 }
 
 impl ExecEvent {
@@ -188,6 +193,10 @@ impl ExecEvent {
         if let Some(id) = self.rule_id {
             v["rule"] = json!({ "id": id.to_string() });
         }
+        if let Some(f) = &self.feed {
+            v["custos"]["feed"] = json!(f);
+            v["rule"] = json!({ "ruleset": format!("feed:{f}") });
+        }
         if let Some(e) = &self.error {
             v["error"] = json!({ "message": e });
         }
@@ -219,6 +228,7 @@ mod tests {
             executable: Some("/tmp/x/evil".into()),
             sha256: Some("ab".repeat(32)),
             error: None,
+            feed: None,
         }
     }
 

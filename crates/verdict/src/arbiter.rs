@@ -9,9 +9,9 @@
 //! forgotten; [`Arbiter::shutdown`] answers whatever is left.
 
 use crate::cache::Cache;
-use crate::engine::{evaluate, fallback, Verdict};
+use crate::engine::{evaluate_with, fallback, Verdict};
 use crate::file::FileKey;
-pub use crate::held::{Content, Held, Marks, ProcessInfo, Sink};
+pub use crate::held::{Content, Held, KnownBad, Marks, ProcessInfo, Sink};
 use crate::rules::RuleSet;
 use crate::stats::{Stats, StatsSnapshot};
 use custos_event::{Decision, ExecEvent, Mode, Reason};
@@ -61,6 +61,8 @@ fn wall_ns() -> i128 {
 struct PolicyState {
     mode: Mode,
     rules: Arc<RuleSet>,
+    /// Known-bad feeds, if any are loaded.
+    known_bad: Option<Arc<dyn KnownBad>>,
     /// Bumped by every mode or rule change; results computed under an older generation are
     /// neither cached nor marked.
     generation: u64,
@@ -149,6 +151,7 @@ impl<H: Held> Arbiter<H> {
             policy: Mutex::new(PolicyState {
                 mode,
                 rules: Arc::new(rules),
+                known_bad: None,
                 generation: 0,
             }),
             holds: Mutex::new(Holds {
@@ -213,7 +216,7 @@ impl<H: Held> Arbiter<H> {
             Stats::inc(&inner.stats.cache_hits);
             let path = c.verdict.path_dependent.then(|| held.path()).flatten();
             let verdict = if c.verdict.path_dependent {
-                evaluate(&rules, mode, Some(&c.sha256), path.as_deref())
+                evaluate_with(&rules, mode, Some(&c.sha256), path.as_deref(), c.known_bad)
             } else {
                 c.verdict
             };
@@ -307,6 +310,13 @@ impl<H: Held> Arbiter<H> {
         old
     }
 
+    /// Replaces the known-bad feeds (`None`: none); flushes the cache and the kernel marks.
+    pub fn set_known_bad(&self, known_bad: Option<Arc<dyn KnownBad>>) {
+        let mut p = lock(&self.inner.policy);
+        p.known_bad = known_bad;
+        self.inner.invalidate(&mut p);
+    }
+
     /// Replaces the rules; flushes the cache and the kernel ignore marks.
     pub fn set_rules(&self, rules: RuleSet) {
         let mut p = lock(&self.inner.policy);
@@ -356,6 +366,10 @@ impl<H: Held> Inner<H> {
     fn policy_snapshot(&self) -> (Mode, Arc<RuleSet>, u64) {
         let p = lock(&self.policy);
         (p.mode, p.rules.clone(), p.generation)
+    }
+
+    fn known_bad(&self) -> Option<Arc<dyn KnownBad>> {
+        lock(&self.policy).known_bad.clone()
     }
 
     fn invalidate(&self, p: &mut PolicyState) {
@@ -436,6 +450,9 @@ impl<H: Held> Inner<H> {
         path: Option<String>,
     ) -> ExecEvent {
         let info = held.process();
+        let feed = v
+            .known_bad
+            .and_then(|i| self.known_bad().and_then(|k| k.name(i)));
         ExecEvent {
             timestamp: custos_event::timestamp(SystemTime::now()),
             decision: v.decision,
@@ -450,6 +467,7 @@ impl<H: Held> Inner<H> {
             executable: path,
             sha256: sha256.map(str::to_owned),
             error: None,
+            feed,
         }
     }
 

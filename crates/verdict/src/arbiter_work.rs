@@ -3,8 +3,8 @@
 
 use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, RACY_NS};
 use crate::cache::Cached;
-use crate::engine::evaluate;
-use crate::file::sha256_hex_while;
+use crate::engine::evaluate_with;
+use crate::file::{digests_while, Want};
 use crate::stats::Stats;
 use custos_event::Decision;
 use std::time::Instant;
@@ -39,12 +39,15 @@ impl<H: Held> Inner<H> {
             }
             waiting
         };
-        let hashed = match sha256_hex_while(&mut content, &mut keep_going) {
+        // MD5 and SHA-1 only when a feed lists any, in the same read.
+        let known_bad = self.known_bad();
+        let want = known_bad.as_ref().map_or(Want::default(), |k| k.want());
+        let hashed = match digests_while(&mut content, want, &mut keep_going) {
             Ok(None) => {
                 Stats::inc(&self.stats.abandoned);
                 return;
             }
-            Ok(Some(sha)) => Ok(sha),
+            Ok(Some(d)) => Ok(d),
             Err(e) => Err(e),
         };
         Stats::inc(&self.stats.hashed);
@@ -59,8 +62,8 @@ impl<H: Held> Inner<H> {
             let ids = h.inflight.remove(&job.key).unwrap_or_default();
             ids.iter().filter_map(|id| h.pending.remove(id)).collect()
         };
-        let sha = match hashed {
-            Ok(sha) => sha,
+        let digests = match hashed {
+            Ok(d) => d,
             Err(e) => {
                 for p in waiting {
                     self.fail(p.held, &e);
@@ -68,7 +71,9 @@ impl<H: Held> Inner<H> {
                 return;
             }
         };
-        let verdict = evaluate(&rules, mode, Some(&sha), job.path.as_deref());
+        let bad = known_bad.as_ref().and_then(|k| k.lookup(&digests));
+        let sha = digests.sha256;
+        let verdict = evaluate_with(&rules, mode, Some(&sha), job.path.as_deref(), bad);
         // A deny may be cached for a racy file (the worst case is a stale deny for the deny TTL);
         // an allow may not (see RACY_NS).
         let allows = verdict.decision == Decision::Allow && !verdict.would_deny;
@@ -82,6 +87,7 @@ impl<H: Held> Inner<H> {
                     Cached {
                         verdict,
                         sha256: sha.clone(),
+                        known_bad: bad,
                     },
                     Instant::now(),
                 );
@@ -95,7 +101,7 @@ impl<H: Held> Inner<H> {
                 p.held.path()
             };
             let v = if verdict.path_dependent {
-                evaluate(&rules, mode, Some(&sha), path.as_deref())
+                evaluate_with(&rules, mode, Some(&sha), path.as_deref(), bad)
             } else {
                 verdict
             };

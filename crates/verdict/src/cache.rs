@@ -18,6 +18,8 @@ pub struct Cached {
     pub verdict: Verdict,
     /// The content's SHA-256 (shared: a hit must not allocate).
     pub sha256: std::sync::Arc<str>,
+    /// The known-bad set listing this content, for re-evaluating path-dependent verdicts.
+    pub known_bad: Option<u16>,
 }
 
 /// The cache.
@@ -96,8 +98,10 @@ mod tests {
                 reason: Reason::ModeDefault,
                 rule_id: None,
                 path_dependent: false,
+                known_bad: None,
             },
             sha256: "00".into(),
+            known_bad: None,
         }
     }
 

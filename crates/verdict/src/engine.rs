@@ -18,6 +18,8 @@ pub struct Verdict {
     /// Whether the result could differ for another path to the same file (a path rule decided,
     /// or no hash rule matched while path rules exist). Such results get no kernel ignore mark.
     pub path_dependent: bool,
+    /// The known-bad set that decided ([`crate::KnownBad`] index), for the event.
+    pub known_bad: Option<u16>,
 }
 
 /// The answer when no verdict can be computed in time or at all.
@@ -34,6 +36,7 @@ pub fn fallback(mode: Mode, reason: Reason) -> Verdict {
         reason,
         rule_id: None,
         path_dependent: true,
+        known_bad: None,
     }
 }
 
@@ -43,8 +46,37 @@ pub fn fallback(mode: Mode, reason: Reason) -> Verdict {
 ///   and is a "would deny" in audit.
 /// - Otherwise the mode default: lockdown denies, audit and monitor allow.
 pub fn evaluate(rules: &RuleSet, mode: Mode, sha256: Option<&str>, path: Option<&str>) -> Verdict {
+    evaluate_with(rules, mode, sha256, path, None)
+}
+
+/// [`evaluate`] with what the known-bad sets say (`known_bad`: the first set holding one of
+/// the file's digests). Precedence: a hash rule (an admin's explicit word on this content),
+/// then known-bad (denies in monitor and lockdown, "would deny" in audit), then a path rule
+/// (weaker: paths can be spoofed), then the mode default.
+pub fn evaluate_with(
+    rules: &RuleSet,
+    mode: Mode,
+    sha256: Option<&str>,
+    path: Option<&str>,
+    known_bad: Option<u16>,
+) -> Verdict {
+    let by_hash = rules.lookup(sha256, None);
+    if let (None, Some(idx)) = (by_hash, known_bad) {
+        return Verdict {
+            decision: if mode == Mode::Audit {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            },
+            would_deny: mode == Mode::Audit,
+            reason: Reason::KnownBad,
+            rule_id: None,
+            path_dependent: false,
+            known_bad: Some(idx),
+        };
+    }
     let path_dependent_if_unmatched = rules.has_path_rules();
-    match rules.lookup(sha256, path) {
+    match by_hash.or_else(|| rules.lookup(None, path)) {
         Some(m) => {
             let reason = if m.by_hash {
                 Reason::BinaryRule
@@ -62,6 +94,7 @@ pub fn evaluate(rules: &RuleSet, mode: Mode, sha256: Option<&str>, path: Option<
                 reason,
                 rule_id: Some(m.id),
                 path_dependent: !m.by_hash,
+                known_bad: None,
             }
         }
         None => Verdict {
@@ -74,6 +107,7 @@ pub fn evaluate(rules: &RuleSet, mode: Mode, sha256: Option<&str>, path: Option<
             reason: Reason::ModeDefault,
             rule_id: None,
             path_dependent: path_dependent_if_unmatched,
+            known_bad: None,
         },
     }
 }
@@ -102,6 +136,37 @@ mod tests {
     fn d(mode: Mode, sha: char, path: &str) -> (Decision, bool, Reason) {
         let v = evaluate(&set(), mode, Some(&sha.to_string().repeat(64)), Some(path));
         (v.decision, v.would_deny, v.reason)
+    }
+
+    #[test]
+    fn known_bad_sits_between_hash_and_path_rules() {
+        let kb = |mode, sha: char, path: &str| {
+            let v = evaluate_with(
+                &set(),
+                mode,
+                Some(&sha.to_string().repeat(64)),
+                Some(path),
+                Some(0),
+            );
+            (v.decision, v.would_deny, v.reason)
+        };
+        // An explicit hash allow beats the feed.
+        assert_eq!(kb(Mode::Lockdown, 'a', "/x").2, Reason::BinaryRule);
+        // The feed beats a path allow, in monitor and lockdown; audit only logs.
+        assert_eq!(
+            kb(Mode::Monitor, 'c', "/opt/ok/x"),
+            (Decision::Deny, false, Reason::KnownBad)
+        );
+        assert_eq!(
+            kb(Mode::Lockdown, 'c', "/x"),
+            (Decision::Deny, false, Reason::KnownBad)
+        );
+        assert_eq!(
+            kb(Mode::Audit, 'c', "/x"),
+            (Decision::Allow, true, Reason::KnownBad)
+        );
+        let v = evaluate_with(&set(), Mode::Monitor, Some(&"c".repeat(64)), None, Some(3));
+        assert_eq!((v.known_bad, v.path_dependent), (Some(3), false));
     }
 
     #[test]

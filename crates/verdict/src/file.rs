@@ -64,10 +64,75 @@ pub fn sha256_hex(r: &mut dyn Read) -> io::Result<String> {
 /// Bytes hashed between two calls of the `keep_going` check of [`sha256_hex_while`].
 pub const CHECK_EVERY: u64 = 8 << 20;
 
+/// Which digests besides SHA-256 a read must produce (known-bad feeds list MD5 and SHA-1 too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Want {
+    /// MD5.
+    pub md5: bool,
+    /// SHA-1.
+    pub sha1: bool,
+}
+
+/// The digests of one read of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigests {
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+    /// MD5, when wanted.
+    pub md5: Option<[u8; 16]>,
+    /// SHA-1, when wanted.
+    pub sha1: Option<[u8; 20]>,
+}
+
+impl FileDigests {
+    /// The SHA-256 as bytes.
+    pub fn sha256_bytes(&self) -> Option<[u8; 32]> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(&self.sha256, &mut b).ok()?;
+        Some(b)
+    }
+}
+
+/// Like [`sha256_hex_while`], computing MD5 and SHA-1 in the same read when `want` says so.
+pub fn digests_while(
+    r: &mut dyn Read,
+    want: Want,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> io::Result<Option<FileDigests>> {
+    let mut md5 = want.md5.then(md5::Md5::new);
+    let mut sha1 = want.sha1.then(sha1::Sha1::new);
+    let sha256 = hash_while(
+        r,
+        &mut |chunk| {
+            if let Some(h) = md5.as_mut() {
+                h.update(chunk);
+            }
+            if let Some(h) = sha1.as_mut() {
+                h.update(chunk);
+            }
+        },
+        keep_going,
+    )?;
+    Ok(sha256.map(|sha256| FileDigests {
+        sha256,
+        md5: md5.map(|h| h.finalize().into()),
+        sha1: sha1.map(|h| h.finalize().into()),
+    }))
+}
+
 /// Like [`sha256_hex`], but asks `keep_going` every [`CHECK_EVERY`] bytes and returns `None`
 /// as soon as it says no (nobody needs the result any more).
 pub fn sha256_hex_while(
     r: &mut dyn Read,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> io::Result<Option<String>> {
+    hash_while(r, &mut |_| {}, keep_going)
+}
+
+/// SHA-256 of `r`, also feeding every chunk to `also`.
+fn hash_while(
+    r: &mut dyn Read,
+    also: &mut dyn FnMut(&[u8]),
     keep_going: &mut dyn FnMut() -> bool,
 ) -> io::Result<Option<String>> {
     thread_local! {
@@ -82,6 +147,7 @@ pub fn sha256_hex_while(
                 Ok(0) => break,
                 Ok(n) => {
                     h.update(&buf[..n]);
+                    also(&buf[..n]);
                     since_check += n as u64;
                     if since_check >= CHECK_EVERY {
                         since_check = 0;
@@ -177,5 +243,36 @@ mod tests {
             }
         );
         assert_eq!(FileType::sniff(b"MZ"), FileType::Other);
+    }
+
+    #[test]
+    fn digests_in_one_read() {
+        let d = digests_while(
+            &mut &b"abc"[..],
+            Want {
+                md5: true,
+                sha1: true,
+            },
+            &mut || true,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            d.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex::encode(d.md5.unwrap()),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            hex::encode(d.sha1.unwrap()),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        let plain = digests_while(&mut &b"abc"[..], Want::default(), &mut || true)
+            .unwrap()
+            .unwrap();
+        assert_eq!((plain.md5, plain.sha1), (None, None));
+        assert_eq!(plain.sha256_bytes().unwrap()[0], 0xba);
     }
 }

@@ -97,3 +97,14 @@ impl Content for PositionedFile {
         self.0.key()
     }
 }
+
+/// Known-bad hash sets (feeds) as the verdict engine sees them; the file formats live
+/// elsewhere (`custos-reputation`).
+pub trait KnownBad: Send + Sync {
+    /// Which digests besides SHA-256 the sets need.
+    fn want(&self) -> crate::file::Want;
+    /// The index of the first set that lists one of these digests.
+    fn lookup(&self, d: &crate::file::FileDigests) -> Option<u16>;
+    /// The name of set `idx`, for events.
+    fn name(&self, idx: u16) -> Option<String>;
+}

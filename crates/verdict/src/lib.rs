@@ -16,9 +16,9 @@ pub mod stats;
 pub mod store;
 
 pub use arbiter::{Arbiter, Options};
-pub use engine::{evaluate, fallback, Verdict};
-pub use file::{sha256_hex, FileKey, FileType};
-pub use held::{Content, Held, Marks, PositionedFile, ProcessInfo, Sink};
+pub use engine::{evaluate, evaluate_with, fallback, Verdict};
+pub use file::{digests_while, sha256_hex, FileDigests, FileKey, FileType, Want};
+pub use held::{Content, Held, KnownBad, Marks, PositionedFile, ProcessInfo, Sink};
 pub use rules::{NewRule, Policy, Rule, RuleError, RuleSet, Target};
 pub use stats::StatsSnapshot;
 pub use store::{RuleStore, StoreError};

@@ -152,6 +152,21 @@ impl Handler for Daemon {
                 tracing::info!(from = %old, to = %m, "mode changed");
                 Reply::ok(serde_json::json!({ "mode": m, "previous": old }))
             }
+            Request::ReloadFeeds {} => {
+                let _g = self.rule_lock.lock().unwrap_or_else(|p| p.into_inner());
+                match super::feeds::load(&self.cfg.state_dir) {
+                    Ok(k) => {
+                        let n = k.is_some();
+                        self.arbiter.set_known_bad(k);
+                        tracing::info!("known-bad feeds reloaded");
+                        Reply::ok(serde_json::json!({ "loaded": n }))
+                    }
+                    Err(e) => {
+                        tracing::error!("feeds not reloaded: {e}");
+                        Reply::err(format!("feeds not reloaded, the previous ones stay: {e}"))
+                    }
+                }
+            }
             Request::Evaluate { sha256, path } => {
                 let Ok(Target::Sha256(sha)) = Target::Sha256(sha256).validated() else {
                     return Reply::err("evaluate: sha256 must be 64 hex digits");

@@ -1,6 +1,7 @@
 //! `custos run`: wires config, rules, the fanotify sensor, the arbiter, the event output and the
 //! control socket together, then reads events until SIGTERM/SIGINT.
 
+mod feeds;
 mod guard;
 mod guardian;
 mod handler;
@@ -9,6 +10,7 @@ mod records;
 mod telemetry;
 mod unseen;
 
+pub use feeds::essential_in;
 pub use handler::evaluate_all;
 
 use anyhow::{bail, Context};
@@ -99,6 +101,11 @@ fn serve(
             controls: controls.clone(),
         }),
     )?);
+    match feeds::load(&cfg.state_dir) {
+        Ok(k) => arbiter.set_known_bad(k),
+        // The agent still runs (rules, modes); status and the log say why there are no feeds.
+        Err(e) => tracing::error!("known-bad feeds not loaded: {e}"),
+    }
     let n_rules = arbiter.rules().rules().len();
     let watched_live: follow::Watched = Arc::new(Mutex::new(watched));
     let telemetry = if cfg.telemetry.process {
