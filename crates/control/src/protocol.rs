@@ -43,6 +43,9 @@ pub enum Request {
         sha256: String,
         /// Resolved path.
         path: Option<String>,
+        /// A known-bad feed lists the file (the caller looked it up).
+        #[serde(default)]
+        known_bad: bool,
     },
 }
 

@@ -6,7 +6,9 @@ use anyhow::{bail, Context};
 use custos_config::Config;
 use custos_control::{Client, ControlError, EvaluateReply, Request, StatusReply};
 use custos_event::Mode;
-use custos_verdict::{sha256_hex, FileType, NewRule, Policy, Rule, RuleStore, Target};
+use custos_verdict::{
+    digests_while, sha256_hex, FileType, NewRule, Policy, Rule, RuleStore, Target, Want,
+};
 use std::io::Read;
 use std::path::Path;
 
@@ -280,6 +282,8 @@ struct FileInfo {
     file_type: FileType,
     executable_bits: bool,
     sha256: String,
+    /// The known-bad feed that lists the file, if any.
+    known_bad_feed: Option<String>,
     agent_running: bool,
     #[serde(flatten)]
     verdict: EvaluateReply,
@@ -298,21 +302,42 @@ fn fileinfo(cfg: &Config, path: &Path, json: bool) -> anyhow::Result<()> {
     }
     let mut head = Vec::with_capacity(256);
     (&mut f).take(256).read_to_end(&mut head)?;
+    // Known-bad feeds are looked up here, from the state dir, with the digests they need.
+    let feeds = custos_reputation::Feeds::load(&cfg.state_dir);
+    let want = feeds.as_ref().map_or(Want::default(), |f| Want {
+        md5: f.wants_md5(),
+        sha1: f.wants_sha1(),
+    });
     let mut f = std::fs::File::open(&real)?;
-    let sha = sha256_hex(&mut f).with_context(|| format!("cannot read {}", real.display()))?;
+    let digests = digests_while(&mut f, want, &mut || true)
+        .with_context(|| format!("cannot read {}", real.display()))?
+        .context("hashing stopped")?;
+    let feed = match &feeds {
+        Ok(feeds) => digests.sha256_bytes().and_then(|s| {
+            feeds
+                .lookup(digests.md5.as_ref(), digests.sha1.as_ref(), &s)
+                .map(str::to_owned)
+        }),
+        Err(e) => {
+            eprintln!("custos: feeds not consulted: {e:#}");
+            None
+        }
+    };
+    let sha = digests.sha256;
     let real_s = real.to_string_lossy().into_owned();
     let (verdict, agent_running) = match Client::connect(&cfg.socket) {
         Ok(mut c) => (
             c.call_as(&Request::Evaluate {
                 sha256: sha.clone(),
                 path: Some(real_s.clone()),
+                known_bad: feed.is_some(),
             })?,
             true,
         ),
         Err(ControlError::NotRunning { .. }) => {
             let rules = RuleStore::new(&cfg.state_dir).load()?;
             (
-                daemon::evaluate_all(&rules, cfg.mode, &sha, Some(&real_s)),
+                daemon::evaluate_all(&rules, cfg.mode, &sha, Some(&real_s), feed.is_some()),
                 false,
             )
         }
@@ -324,6 +349,7 @@ fn fileinfo(cfg: &Config, path: &Path, json: bool) -> anyhow::Result<()> {
         file_type: FileType::sniff(&head),
         executable_bits: meta.permissions().mode() & 0o111 != 0,
         sha256: sha,
+        known_bad_feed: feed,
         agent_running,
         verdict,
     };
@@ -343,6 +369,10 @@ fn fileinfo(cfg: &Config, path: &Path, json: bool) -> anyhow::Result<()> {
     match &v.rule {
         Some(r) => println!("rule:      {} ({:?} {})", r.id, r.policy, r.target),
         None => println!("rule:      none"),
+    }
+    match &info.known_bad_feed {
+        Some(f) => println!("feeds:     listed as known-bad by `{f}`"),
+        None => println!("feeds:     not listed"),
     }
     let src = if info.agent_running {
         "running agent"

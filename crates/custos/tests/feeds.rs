@@ -59,6 +59,14 @@ fn a_feed_blocks_what_it_lists_and_a_bad_one_changes_nothing() {
     let ev = sb.events_of(&by_md5, 1);
     assert_eq!(ev[0]["custos"]["reason"], "known_bad");
     assert_eq!(ev[0]["custos"]["feed"], "abuse");
+    // fileinfo says which feed, and what each mode would do.
+    let info: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["fileinfo", by_md5.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(info["known_bad_feed"], "abuse", "{info}");
+    assert_eq!(info["now"]["decision"], "deny", "{info}");
+    assert!(sb
+        .ok(&["fileinfo", clean.to_str().unwrap()])
+        .contains("feeds:     not listed"));
 
     // A file with nothing usable is refused; the feed in force stays.
     let junk = sb.dir.path().join("junk.txt");

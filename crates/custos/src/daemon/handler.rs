@@ -6,7 +6,7 @@ use custos_config::Config;
 use custos_control::{EvaluateReply, Handler, Reply, Request, StatusReply};
 use custos_event::Mode;
 use custos_sensor_fanotify::{follow, Group, WatchedFs};
-use custos_verdict::{evaluate, Arbiter, RuleSet, RuleStore, Target};
+use custos_verdict::{evaluate_with, Arbiter, RuleSet, RuleStore, Target};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -27,18 +27,21 @@ pub struct Daemon {
     pub rule_lock: Mutex<()>,
 }
 
-/// The verdict for a hash and path under every mode, with the deciding rule.
+/// The verdict for a hash and path under every mode, with the deciding rule. `known_bad`: a
+/// feed lists the file.
 pub fn evaluate_all(
     rules: &RuleSet,
     mode: Mode,
     sha256: &str,
     path: Option<&str>,
+    known_bad: bool,
 ) -> EvaluateReply {
+    let kb = known_bad.then_some(0);
     let per_mode: Vec<_> = Mode::ALL
         .into_iter()
-        .map(|m| (m, evaluate(rules, m, Some(sha256), path)))
+        .map(|m| (m, evaluate_with(rules, m, Some(sha256), path, kb)))
         .collect();
-    let now = evaluate(rules, mode, Some(sha256), path);
+    let now = evaluate_with(rules, mode, Some(sha256), path, kb);
     let rule = now
         .rule_id
         .and_then(|id| rules.rules().iter().find(|r| r.id == id).cloned());
@@ -167,7 +170,11 @@ impl Handler for Daemon {
                     }
                 }
             }
-            Request::Evaluate { sha256, path } => {
+            Request::Evaluate {
+                sha256,
+                path,
+                known_bad,
+            } => {
                 let Ok(Target::Sha256(sha)) = Target::Sha256(sha256).validated() else {
                     return Reply::err("evaluate: sha256 must be 64 hex digits");
                 };
@@ -177,6 +184,7 @@ impl Handler for Daemon {
                     self.arbiter.mode(),
                     &sha,
                     path.as_deref(),
+                    known_bad,
                 ))
             }
         }
