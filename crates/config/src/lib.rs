@@ -61,6 +61,28 @@ pub struct Config {
     pub exec: ExecConfig,
     /// Telemetry sensors.
     pub telemetry: TelemetryConfig,
+    /// Reputation sources.
+    pub reputation: ReputationConfig,
+}
+
+/// `[reputation]`: what the world knows about files, consulted after the rules.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReputationConfig {
+    /// Debian package trust: a file at a path dpkg installed, whose MD5 still matches, is
+    /// trusted (allowed in lockdown). Reloaded when dpkg's database changes.
+    pub dpkg: bool,
+    /// dpkg's per-package lists.
+    pub dpkg_info: PathBuf,
+}
+
+impl Default for ReputationConfig {
+    fn default() -> Self {
+        ReputationConfig {
+            dpkg: true,
+            dpkg_info: PathBuf::from("/var/lib/dpkg/info"),
+        }
+    }
 }
 
 /// `[telemetry]`: event sensors besides the exec verdict loop.
@@ -138,6 +160,7 @@ impl Default for Config {
             deadline_ms: 2000,
             exec: ExecConfig::default(),
             telemetry: TelemetryConfig::default(),
+            reputation: ReputationConfig::default(),
         }
     }
 }

@@ -87,6 +87,8 @@ pub enum Reason {
     Traced,
     /// A known-bad feed lists one of the file's digests (`custos.feed` names it).
     KnownBad,
+    /// A Debian package installed this file at this path with this content (its MD5 matches).
+    PackageTrust,
 }
 
 impl Reason {
@@ -104,6 +106,7 @@ impl Reason {
             Reason::Mutable => "mutable",
             Reason::Traced => "traced",
             Reason::KnownBad => "known_bad",
+            Reason::PackageTrust => "package_trust",
         }
     }
 }

@@ -7,10 +7,12 @@
 
 mod atomic;
 mod bazaar;
-pub mod feed;
+pub mod dpkg;
+mod feed;
 pub mod feeds;
 pub mod hashset;
 
+pub use dpkg::{DpkgError, DpkgIndex, DPKG_INFO};
 pub use feed::{parse_feed, FeedError, ParseSummary};
 pub use feeds::{import_feed, list, FeedInfo, Feeds};
 pub use hashset::{write_atomic, DigestSet, Digests, SetError, WriteStats};

@@ -9,9 +9,9 @@
 //! forgotten; [`Arbiter::shutdown`] answers whatever is left.
 
 use crate::cache::Cache;
-use crate::engine::{evaluate_with, fallback, Verdict};
+use crate::engine::{evaluate_rep, fallback, Reputation, Verdict};
 use crate::file::FileKey;
-pub use crate::held::{Content, Held, KnownBad, Marks, ProcessInfo, Sink};
+pub use crate::held::{Content, Held, KnownBad, KnownGood, Marks, ProcessInfo, Sink};
 use crate::rules::RuleSet;
 use crate::stats::{Stats, StatsSnapshot};
 use custos_event::{Decision, ExecEvent, Mode, Reason};
@@ -51,6 +51,14 @@ pub struct Options {
 /// nor marked — git's "racy timestamp" rule.
 pub const RACY_NS: i128 = 2_000_000_000;
 
+/// Package trust for this path and MD5 (false when either is unknown).
+fn trusted(g: Option<&dyn KnownGood>, path: Option<&str>, md5: Option<&[u8; 16]>) -> bool {
+    match (g, path, md5) {
+        (Some(g), Some(p), Some(m)) => g.trusted(p, m),
+        _ => false,
+    }
+}
+
 fn wall_ns() -> i128 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -63,6 +71,8 @@ struct PolicyState {
     rules: Arc<RuleSet>,
     /// Known-bad feeds, if any are loaded.
     known_bad: Option<Arc<dyn KnownBad>>,
+    /// Package trust, if loaded.
+    known_good: Option<Arc<dyn KnownGood>>,
     /// Bumped by every mode or rule change; results computed under an older generation are
     /// neither cached nor marked.
     generation: u64,
@@ -152,6 +162,7 @@ impl<H: Held> Arbiter<H> {
                 mode,
                 rules: Arc::new(rules),
                 known_bad: None,
+                known_good: None,
                 generation: 0,
             }),
             holds: Mutex::new(Holds {
@@ -212,11 +223,24 @@ impl<H: Held> Arbiter<H> {
         };
         let (mode, rules, generation) = inner.policy_snapshot();
         let hit = lock(&inner.cache).get(&key, Instant::now());
+        // A path-dependent hit for a package-listed path needs the MD5; without it, hash again.
+        let known_good = inner.known_good();
+        let hit = hit.filter(|c| {
+            !c.verdict.path_dependent
+                || c.md5.is_some()
+                || known_good
+                    .as_ref()
+                    .is_none_or(|g| held.path().is_none_or(|p| !g.listed(&p)))
+        });
         if let Some(c) = hit {
             Stats::inc(&inner.stats.cache_hits);
             let path = c.verdict.path_dependent.then(|| held.path()).flatten();
             let verdict = if c.verdict.path_dependent {
-                evaluate_with(&rules, mode, Some(&c.sha256), path.as_deref(), c.known_bad)
+                let rep = Reputation {
+                    known_bad: c.known_bad,
+                    trusted: trusted(known_good.as_deref(), path.as_deref(), c.md5.as_ref()),
+                };
+                evaluate_rep(&rules, mode, Some(&c.sha256), path.as_deref(), rep)
             } else {
                 c.verdict
             };
@@ -317,6 +341,13 @@ impl<H: Held> Arbiter<H> {
         self.inner.invalidate(&mut p);
     }
 
+    /// Replaces package trust (`None`: none); flushes the cache and the kernel marks.
+    pub fn set_known_good(&self, known_good: Option<Arc<dyn KnownGood>>) {
+        let mut p = lock(&self.inner.policy);
+        p.known_good = known_good;
+        self.inner.invalidate(&mut p);
+    }
+
     /// Replaces the rules; flushes the cache and the kernel ignore marks.
     pub fn set_rules(&self, rules: RuleSet) {
         let mut p = lock(&self.inner.policy);
@@ -370,6 +401,10 @@ impl<H: Held> Inner<H> {
 
     fn known_bad(&self) -> Option<Arc<dyn KnownBad>> {
         lock(&self.policy).known_bad.clone()
+    }
+
+    fn known_good(&self) -> Option<Arc<dyn KnownGood>> {
+        lock(&self.policy).known_good.clone()
     }
 
     fn invalidate(&self, p: &mut PolicyState) {

@@ -1,9 +1,9 @@
 //! The hashing worker of the [`Arbiter`](super::Arbiter): hash one file (or give up when nobody
 //! waits any more), decide, cache, and answer every hold waiting on that file.
 
-use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, RACY_NS};
+use super::{lock, trusted, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, RACY_NS};
 use crate::cache::Cached;
-use crate::engine::evaluate_with;
+use crate::engine::{evaluate_rep, Reputation};
 use crate::file::{digests_while, Want};
 use crate::stats::Stats;
 use custos_event::Decision;
@@ -41,7 +41,13 @@ impl<H: Held> Inner<H> {
         };
         // MD5 and SHA-1 only when a feed lists any, in the same read.
         let known_bad = self.known_bad();
-        let want = known_bad.as_ref().map_or(Want::default(), |k| k.want());
+        let known_good = self.known_good();
+        let mut want = known_bad.as_ref().map_or(Want::default(), |k| k.want());
+        // Package trust needs the MD5 only for a listed path.
+        want.md5 |= known_good
+            .as_ref()
+            .zip(path.as_deref())
+            .is_some_and(|(g, p)| g.listed(p));
         let hashed = match digests_while(&mut content, want, &mut keep_going) {
             Ok(None) => {
                 Stats::inc(&self.stats.abandoned);
@@ -72,8 +78,19 @@ impl<H: Held> Inner<H> {
             }
         };
         let bad = known_bad.as_ref().and_then(|k| k.lookup(&digests));
+        let md5 = digests.md5;
         let sha = digests.sha256;
-        let verdict = evaluate_with(&rules, mode, Some(&sha), job.path.as_deref(), bad);
+        let rep_for = |p: Option<&str>| Reputation {
+            known_bad: bad,
+            trusted: trusted(known_good.as_deref(), p, md5.as_ref()),
+        };
+        let verdict = evaluate_rep(
+            &rules,
+            mode,
+            Some(&sha),
+            job.path.as_deref(),
+            rep_for(job.path.as_deref()),
+        );
         // A deny may be cached for a racy file (the worst case is a stale deny for the deny TTL);
         // an allow may not (see RACY_NS).
         let allows = verdict.decision == Decision::Allow && !verdict.would_deny;
@@ -88,6 +105,7 @@ impl<H: Held> Inner<H> {
                         verdict,
                         sha256: sha.clone(),
                         known_bad: bad,
+                        md5,
                     },
                     Instant::now(),
                 );
@@ -101,7 +119,13 @@ impl<H: Held> Inner<H> {
                 p.held.path()
             };
             let v = if verdict.path_dependent {
-                evaluate_with(&rules, mode, Some(&sha), path.as_deref(), bad)
+                evaluate_rep(
+                    &rules,
+                    mode,
+                    Some(&sha),
+                    path.as_deref(),
+                    rep_for(path.as_deref()),
+                )
             } else {
                 verdict
             };

@@ -20,6 +20,8 @@ pub struct Cached {
     pub sha256: std::sync::Arc<str>,
     /// The known-bad set listing this content, for re-evaluating path-dependent verdicts.
     pub known_bad: Option<u16>,
+    /// The content's MD5, when it was computed (package trust needs it per path).
+    pub md5: Option<[u8; 16]>,
 }
 
 /// The cache.
@@ -102,6 +104,7 @@ mod tests {
             },
             sha256: "00".into(),
             known_bad: None,
+            md5: None,
         }
     }
 

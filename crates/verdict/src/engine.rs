@@ -49,6 +49,39 @@ pub fn evaluate(rules: &RuleSet, mode: Mode, sha256: Option<&str>, path: Option<
     evaluate_with(rules, mode, sha256, path, None)
 }
 
+/// What the reputation sources said about a file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reputation {
+    /// The known-bad set that lists it.
+    pub known_bad: Option<u16>,
+    /// Package trust: this path and content are what a package shipped.
+    pub trusted: bool,
+}
+
+/// [`evaluate_with`] plus package trust, which allows what would otherwise fall to the mode
+/// default (it matters in lockdown). Rules and known-bad come first; the result depends on
+/// the path.
+pub fn evaluate_rep(
+    rules: &RuleSet,
+    mode: Mode,
+    sha256: Option<&str>,
+    path: Option<&str>,
+    rep: Reputation,
+) -> Verdict {
+    let v = evaluate_with(rules, mode, sha256, path, rep.known_bad);
+    if rep.trusted && v.reason == Reason::ModeDefault {
+        return Verdict {
+            decision: Decision::Allow,
+            would_deny: false,
+            reason: Reason::PackageTrust,
+            rule_id: None,
+            path_dependent: true,
+            known_bad: None,
+        };
+    }
+    v
+}
+
 /// [`evaluate`] with what the known-bad sets say (`known_bad`: the first set holding one of
 /// the file's digests). Precedence: a hash rule (an admin's explicit word on this content),
 /// then known-bad (denies in monitor and lockdown, "would deny" in audit), then a path rule
@@ -136,6 +169,44 @@ mod tests {
     fn d(mode: Mode, sha: char, path: &str) -> (Decision, bool, Reason) {
         let v = evaluate(&set(), mode, Some(&sha.to_string().repeat(64)), Some(path));
         (v.decision, v.would_deny, v.reason)
+    }
+
+    #[test]
+    fn package_trust_only_fills_in_for_the_mode_default() {
+        let rep = |mode, sha: char, path: &str, trusted| {
+            let r = Reputation {
+                known_bad: None,
+                trusted,
+            };
+            evaluate_rep(
+                &set(),
+                mode,
+                Some(&sha.to_string().repeat(64)),
+                Some(path),
+                r,
+            )
+        };
+        let v = rep(Mode::Lockdown, 'c', "/usr/bin/x", true);
+        assert_eq!(
+            (v.decision, v.reason),
+            (Decision::Allow, Reason::PackageTrust)
+        );
+        assert!(v.path_dependent, "trust is for this path");
+        assert_eq!(
+            rep(Mode::Lockdown, 'c', "/usr/bin/x", false).decision,
+            Decision::Deny
+        );
+        // A block rule still blocks a trusted file; a known-bad listing too.
+        assert_eq!(
+            rep(Mode::Lockdown, 'b', "/usr/bin/x", true).reason,
+            Reason::BinaryRule
+        );
+        let r = Reputation {
+            known_bad: Some(0),
+            trusted: true,
+        };
+        let v = evaluate_rep(&set(), Mode::Lockdown, Some(&"c".repeat(64)), Some("/x"), r);
+        assert_eq!(v.reason, Reason::KnownBad);
     }
 
     #[test]

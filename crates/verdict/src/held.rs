@@ -108,3 +108,12 @@ pub trait KnownBad: Send + Sync {
     /// The name of set `idx`, for events.
     fn name(&self, idx: u16) -> Option<String>;
 }
+
+/// Trusted files by path and content (Debian package trust): the file at `path` is what its
+/// package shipped when its MD5 matches.
+pub trait KnownGood: Send + Sync {
+    /// Whether `path` is listed (its MD5 is then needed).
+    fn listed(&self, path: &str) -> bool;
+    /// Whether the file at `path` with this MD5 is trusted.
+    fn trusted(&self, path: &str, md5: &[u8; 16]) -> bool;
+}

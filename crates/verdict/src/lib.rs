@@ -18,7 +18,7 @@ pub mod store;
 pub use arbiter::{Arbiter, Options};
 pub use engine::{evaluate, evaluate_with, fallback, Verdict};
 pub use file::{digests_while, sha256_hex, FileDigests, FileKey, FileType, Want};
-pub use held::{Content, Held, KnownBad, Marks, PositionedFile, ProcessInfo, Sink};
+pub use held::{Content, Held, KnownBad, KnownGood, Marks, PositionedFile, ProcessInfo, Sink};
 pub use rules::{NewRule, Policy, Rule, RuleError, RuleSet, Target};
 pub use stats::StatsSnapshot;
 pub use store::{RuleStore, StoreError};

@@ -1,6 +1,7 @@
 //! `custos run`: wires config, rules, the fanotify sensor, the arbiter, the event output and the
 //! control socket together, then reads events until SIGTERM/SIGINT.
 
+mod dpkg;
 mod feeds;
 mod guard;
 mod guardian;
@@ -101,6 +102,15 @@ fn serve(
             controls: controls.clone(),
         }),
     )?);
+    let dpkg_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if cfg.reputation.dpkg {
+        dpkg::start(
+            arbiter.clone(),
+            cfg.reputation.dpkg_info.clone(),
+            dpkg_stop.clone(),
+        )
+        .context("cannot start package trust")?;
+    }
     match feeds::load(&cfg.state_dir) {
         Ok(k) => arbiter.set_known_bad(k),
         // The agent still runs (rules, modes); status and the log say why there are no feeds.
@@ -150,6 +160,7 @@ fn serve(
     tracing::info!("stopping: answering pending execs");
     // The sensor first: holds it already reported reach the arbiter, which answers them all.
     daemon.telemetry.stop();
+    dpkg_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     arbiter.shutdown();
     daemon.telemetry.answer_leftovers(arbiter.mode());
     drop(guardian);
