@@ -46,6 +46,9 @@ pub enum Request {
         /// A known-bad feed lists the file (the caller looked it up).
         #[serde(default)]
         known_bad: bool,
+        /// Package trust holds for this path and content (the caller looked it up).
+        #[serde(default)]
+        trusted: bool,
     },
 }
 

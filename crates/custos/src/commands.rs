@@ -274,6 +274,18 @@ fn set_mode(cfg: &Config, mode: Option<Mode>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What dpkg says about a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum PackageTrust {
+    /// Not installed by a package at this path (or package trust is off).
+    NotListed,
+    /// Installed here, and its MD5 is what the package shipped.
+    Trusted,
+    /// Installed here, but changed since.
+    Altered,
+}
+
 #[derive(serde::Serialize)]
 struct FileInfo {
     path: String,
@@ -284,6 +296,8 @@ struct FileInfo {
     sha256: String,
     /// The known-bad feed that lists the file, if any.
     known_bad_feed: Option<String>,
+    /// Debian package trust for this path and content.
+    package: PackageTrust,
     agent_running: bool,
     #[serde(flatten)]
     verdict: EvaluateReply,
@@ -304,10 +318,20 @@ fn fileinfo(cfg: &Config, path: &Path, json: bool) -> anyhow::Result<()> {
     (&mut f).take(256).read_to_end(&mut head)?;
     // Known-bad feeds are looked up here, from the state dir, with the digests they need.
     let feeds = custos_reputation::Feeds::load(&cfg.state_dir);
-    let want = feeds.as_ref().map_or(Want::default(), |f| Want {
+    let real_s = real.to_string_lossy().into_owned();
+    // Package trust: the MD5 dpkg recorded for this path, if it is listed.
+    let dpkg_md5 = if cfg.reputation.dpkg {
+        custos_reputation::DpkgIndex::load(&cfg.reputation.dpkg_info)
+            .ok()
+            .and_then(|i| i.md5_for(&real_s).copied())
+    } else {
+        None
+    };
+    let mut want = feeds.as_ref().map_or(Want::default(), |f| Want {
         md5: f.wants_md5(),
         sha1: f.wants_sha1(),
     });
+    want.md5 |= dpkg_md5.is_some();
     let mut f = std::fs::File::open(&real)?;
     let digests = digests_while(&mut f, want, &mut || true)
         .with_context(|| format!("cannot read {}", real.display()))?
@@ -323,21 +347,33 @@ fn fileinfo(cfg: &Config, path: &Path, json: bool) -> anyhow::Result<()> {
             None
         }
     };
+    let package = match dpkg_md5 {
+        None => PackageTrust::NotListed,
+        Some(m) if Some(m) == digests.md5 => PackageTrust::Trusted,
+        Some(_) => PackageTrust::Altered,
+    };
     let sha = digests.sha256;
-    let real_s = real.to_string_lossy().into_owned();
     let (verdict, agent_running) = match Client::connect(&cfg.socket) {
         Ok(mut c) => (
             c.call_as(&Request::Evaluate {
                 sha256: sha.clone(),
                 path: Some(real_s.clone()),
                 known_bad: feed.is_some(),
+                trusted: package == PackageTrust::Trusted,
             })?,
             true,
         ),
         Err(ControlError::NotRunning { .. }) => {
             let rules = RuleStore::new(&cfg.state_dir).load()?;
             (
-                daemon::evaluate_all(&rules, cfg.mode, &sha, Some(&real_s), feed.is_some()),
+                daemon::evaluate_all(
+                    &rules,
+                    cfg.mode,
+                    &sha,
+                    Some(&real_s),
+                    feed.is_some(),
+                    package == PackageTrust::Trusted,
+                ),
                 false,
             )
         }
@@ -350,6 +386,7 @@ fn fileinfo(cfg: &Config, path: &Path, json: bool) -> anyhow::Result<()> {
         executable_bits: meta.permissions().mode() & 0o111 != 0,
         sha256: sha,
         known_bad_feed: feed,
+        package,
         agent_running,
         verdict,
     };
@@ -374,6 +411,12 @@ fn fileinfo(cfg: &Config, path: &Path, json: bool) -> anyhow::Result<()> {
         Some(f) => println!("feeds:     listed as known-bad by `{f}`"),
         None => println!("feeds:     not listed"),
     }
+    let pkg = match info.package {
+        PackageTrust::NotListed => "not a package file at this path",
+        PackageTrust::Trusted => "trusted (dpkg lists this path with this MD5)",
+        PackageTrust::Altered => "ALTERED (dpkg lists this path with another MD5)",
+    };
+    println!("package:   {pkg}");
     let src = if info.agent_running {
         "running agent"
     } else {

@@ -74,4 +74,10 @@ fn lockdown_runs_packaged_programs_and_denies_altered_ones() {
     );
     // Outside the namespace the same file is at an unlisted path: denied.
     assert_denied(&sb.mnt.join("true"));
+    // fileinfo tells the three apart.
+    let info = sb.ok(&["fileinfo", "/usr/bin/true"]);
+    assert!(info.contains("package:   trusted"), "{info}");
+    assert!(sb
+        .ok(&["fileinfo", sb.mnt.join("echo").to_str().unwrap()])
+        .contains("not a package file"));
 }

@@ -69,7 +69,9 @@ pub fn evaluate_rep(
     rep: Reputation,
 ) -> Verdict {
     let v = evaluate_with(rules, mode, sha256, path, rep.known_bad);
-    if rep.trusted && v.reason == Reason::ModeDefault {
+    // Only where the default denies: elsewhere the plain allow keeps its kernel mark (a
+    // trusted verdict depends on the path, so it gets none).
+    if rep.trusted && v.reason == Reason::ModeDefault && v.decision == Decision::Deny {
         return Verdict {
             decision: Decision::Allow,
             would_deny: false,
@@ -207,6 +209,14 @@ mod tests {
         };
         let v = evaluate_rep(&set(), Mode::Lockdown, Some(&"c".repeat(64)), Some("/x"), r);
         assert_eq!(v.reason, Reason::KnownBad);
+        // In monitor the default allows anyway: no trust verdict, so it stays markable.
+        let none = RuleSet::new(vec![]).expect("empty");
+        let r = Reputation {
+            known_bad: None,
+            trusted: true,
+        };
+        let v = evaluate_rep(&none, Mode::Monitor, Some(&"c".repeat(64)), Some("/x"), r);
+        assert_eq!((v.reason, v.path_dependent), (Reason::ModeDefault, false));
     }
 
     #[test]

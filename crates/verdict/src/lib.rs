@@ -16,7 +16,7 @@ pub mod stats;
 pub mod store;
 
 pub use arbiter::{Arbiter, Options};
-pub use engine::{evaluate, evaluate_with, fallback, Verdict};
+pub use engine::{evaluate, evaluate_rep, evaluate_with, fallback, Reputation, Verdict};
 pub use file::{digests_while, sha256_hex, FileDigests, FileKey, FileType, Want};
 pub use held::{Content, Held, KnownBad, KnownGood, Marks, PositionedFile, ProcessInfo, Sink};
 pub use rules::{NewRule, Policy, Rule, RuleError, RuleSet, Target};

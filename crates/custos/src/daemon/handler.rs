@@ -6,7 +6,7 @@ use custos_config::Config;
 use custos_control::{EvaluateReply, Handler, Reply, Request, StatusReply};
 use custos_event::Mode;
 use custos_sensor_fanotify::{follow, Group, WatchedFs};
-use custos_verdict::{evaluate_with, Arbiter, RuleSet, RuleStore, Target};
+use custos_verdict::{evaluate_rep, Arbiter, Reputation, RuleSet, RuleStore, Target};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -27,21 +27,25 @@ pub struct Daemon {
     pub rule_lock: Mutex<()>,
 }
 
-/// The verdict for a hash and path under every mode, with the deciding rule. `known_bad`: a
-/// feed lists the file.
+/// The verdict for a hash and path under every mode, with the deciding rule, given what the
+/// reputation sources said (`known_bad`: a feed lists the file; `trusted`: package trust).
 pub fn evaluate_all(
     rules: &RuleSet,
     mode: Mode,
     sha256: &str,
     path: Option<&str>,
     known_bad: bool,
+    trusted: bool,
 ) -> EvaluateReply {
-    let kb = known_bad.then_some(0);
+    let rep = Reputation {
+        known_bad: known_bad.then_some(0),
+        trusted,
+    };
     let per_mode: Vec<_> = Mode::ALL
         .into_iter()
-        .map(|m| (m, evaluate_with(rules, m, Some(sha256), path, kb)))
+        .map(|m| (m, evaluate_rep(rules, m, Some(sha256), path, rep)))
         .collect();
-    let now = evaluate_with(rules, mode, Some(sha256), path, kb);
+    let now = evaluate_rep(rules, mode, Some(sha256), path, rep);
     let rule = now
         .rule_id
         .and_then(|id| rules.rules().iter().find(|r| r.id == id).cloned());
@@ -174,6 +178,7 @@ impl Handler for Daemon {
                 sha256,
                 path,
                 known_bad,
+                trusted,
             } => {
                 let Ok(Target::Sha256(sha)) = Target::Sha256(sha256).validated() else {
                     return Reply::err("evaluate: sha256 must be 64 hex digits");
@@ -185,6 +190,7 @@ impl Handler for Daemon {
                     &sha,
                     path.as_deref(),
                     known_bad,
+                    trusted,
                 ))
             }
         }
