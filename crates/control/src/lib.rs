@@ -7,6 +7,7 @@ mod protocol;
 mod server;
 
 pub use protocol::{
-    Client, ControlError, EvaluateReply, Reply, Request, StatusReply, TelemetryStatus,
+    Client, ControlError, EvaluateReply, Reply, ReputationStatus, Request, StatusReply,
+    TelemetryStatus,
 };
 pub use server::{bind, serve, Handler};

@@ -117,6 +117,18 @@ pub struct StatusReply {
     pub read_errors: u64,
     /// eBPF process telemetry.
     pub telemetry: TelemetryStatus,
+    /// Reputation sources in force.
+    #[serde(default)]
+    pub reputation: ReputationStatus,
+}
+
+/// Reputation sources as the agent has them loaded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReputationStatus {
+    /// Package trust: `off`, `N files`, or why it is not loaded.
+    pub dpkg: String,
+    /// Known-bad feeds in force, by name (or why none are).
+    pub feeds: String,
 }
 
 /// State of the eBPF process telemetry.

@@ -160,6 +160,8 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
         println!("  missing:          {m}");
     }
     println!("process table:      {} processes", t.processes);
+    println!("package trust:      {}", s.reputation.dpkg);
+    println!("known-bad feeds:    {}", s.reputation.feeds);
     println!(
         "unseen execs:       hold {} ({} held, {} killed in kernel, {} could not be held)",
         t.unseen, t.holds, t.kernel_kills, t.unheld

@@ -56,6 +56,7 @@ fn a_feed_blocks_what_it_lists_and_a_bad_one_changes_nothing() {
     assert_denied(&by_sha);
     assert_denied(&by_md5);
     assert_runs(&clean);
+    assert_eq!(sb.status()["reputation"]["feeds"], "abuse");
     let ev = sb.events_of(&by_md5, 1);
     assert_eq!(ev[0]["custos"]["reason"], "known_bad");
     assert_eq!(ev[0]["custos"]["feed"], "abuse");

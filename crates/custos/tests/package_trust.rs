@@ -33,6 +33,8 @@ fn lockdown_runs_packaged_programs_and_denies_altered_ones() {
         return;
     }
     let sb = Sandbox::started("lockdown", "");
+    let dpkg = sb.status()["reputation"]["dpkg"].to_string();
+    assert!(dpkg.contains("files from"), "{dpkg}");
     // What coreutils shipped as true, and true's content under false's name.
     sb.install("/usr/bin/true", "true");
     sb.install("/usr/bin/true", "false");

@@ -22,14 +22,18 @@ impl KnownGood for PackageTrust {
     }
 }
 
+/// What `status` shows about a reputation source.
+pub type StatusSlot = Arc<std::sync::Mutex<String>>;
+
 /// Loads the index into `arbiter` now, then follows dpkg's changes until `stop`.
 pub fn start<H: Held>(
     arbiter: Arc<Arbiter<H>>,
     info: PathBuf,
     stop: Arc<AtomicBool>,
+    status: StatusSlot,
 ) -> std::io::Result<()> {
     let mut seen = stamp(&info);
-    load(&arbiter, &info);
+    load(&arbiter, &info, &status);
     std::thread::Builder::new()
         .name("custos-dpkg".into())
         .spawn(move || {
@@ -40,14 +44,15 @@ pub fn start<H: Held>(
                     // Let dpkg finish writing before reading its lists.
                     std::thread::sleep(Duration::from_secs(1));
                     seen = stamp(&info);
-                    load(&arbiter, &info);
+                    load(&arbiter, &info, &status);
                 }
             }
         })?;
     Ok(())
 }
 
-fn load<H: Held>(arbiter: &Arbiter<H>, info: &std::path::Path) {
+fn load<H: Held>(arbiter: &Arbiter<H>, info: &std::path::Path, status: &StatusSlot) {
+    let set = |s: String| *status.lock().unwrap_or_else(|p| p.into_inner()) = s;
     match DpkgIndex::load(info) {
         Ok(idx) => {
             tracing::info!(
@@ -55,11 +60,13 @@ fn load<H: Held>(arbiter: &Arbiter<H>, info: &std::path::Path) {
                 "package trust loaded from {}",
                 info.display()
             );
+            set(format!("{} files from {}", idx.len(), info.display()));
             arbiter.set_known_good(Some(Arc::new(PackageTrust(idx))));
         }
-        Err(e) => tracing::error!(
-            "package trust not (re)loaded, keeping what was: {:#}",
-            anyhow::Error::new(e)
-        ),
+        Err(e) => {
+            let why = format!("{:#}", anyhow::Error::new(e));
+            tracing::error!("package trust not (re)loaded, keeping what was: {why}");
+            set(format!("last load failed (previous index kept): {why}"));
+        }
     }
 }

@@ -79,3 +79,12 @@ pub fn essential_in(d: &custos_reputation::Digests) -> Option<String> {
         hit.then(|| path.display().to_string())
     })
 }
+
+/// For `status`: the feeds in force.
+pub fn describe(k: Option<&dyn KnownBad>) -> String {
+    let Some(k) = k else {
+        return "none imported".into();
+    };
+    let names: Vec<String> = (0..).map_while(|i| k.name(i)).collect();
+    names.join(", ")
+}

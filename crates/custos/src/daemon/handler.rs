@@ -3,7 +3,7 @@
 use super::guard;
 use super::output::Output;
 use custos_config::Config;
-use custos_control::{EvaluateReply, Handler, Reply, Request, StatusReply};
+use custos_control::{EvaluateReply, Handler, Reply, ReputationStatus, Request, StatusReply};
 use custos_event::Mode;
 use custos_sensor_fanotify::{follow, Group, WatchedFs};
 use custos_verdict::{evaluate_rep, Arbiter, Reputation, RuleSet, RuleStore, Target};
@@ -25,6 +25,10 @@ pub struct Daemon {
     /// Serialises rule and mode changes: the rule set applied is always the one last stored,
     /// and the lockdown guard always judges the rules and mode that will be in force.
     pub rule_lock: Mutex<()>,
+    /// Package trust, for `status`.
+    pub dpkg_status: super::dpkg::StatusSlot,
+    /// Known-bad feeds, for `status`.
+    pub feeds_status: super::dpkg::StatusSlot,
 }
 
 /// The verdict for a hash and path under every mode, with the deciding rule, given what the
@@ -103,6 +107,18 @@ impl Daemon {
             bad_events: self.group.stats().bad_events.load(Relaxed),
             read_errors: self.group.stats().read_errors.load(Relaxed),
             telemetry: self.telemetry.status(),
+            reputation: ReputationStatus {
+                dpkg: self
+                    .dpkg_status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+                feeds: self
+                    .feeds_status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            },
         }
     }
 }
@@ -164,6 +180,8 @@ impl Handler for Daemon {
                 match super::feeds::load(&self.cfg.state_dir) {
                     Ok(k) => {
                         let n = k.is_some();
+                        *self.feeds_status.lock().unwrap_or_else(|p| p.into_inner()) =
+                            super::feeds::describe(k.as_deref());
                         self.arbiter.set_known_bad(k);
                         tracing::info!("known-bad feeds reloaded");
                         Reply::ok(serde_json::json!({ "loaded": n }))

@@ -103,19 +103,30 @@ fn serve(
         }),
     )?);
     let dpkg_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dpkg_status: dpkg::StatusSlot = Arc::new(Mutex::new("off".into()));
     if cfg.reputation.dpkg {
         dpkg::start(
             arbiter.clone(),
             cfg.reputation.dpkg_info.clone(),
             dpkg_stop.clone(),
+            dpkg_status.clone(),
         )
         .context("cannot start package trust")?;
     }
-    match feeds::load(&cfg.state_dir) {
-        Ok(k) => arbiter.set_known_bad(k),
+    let feeds_status: dpkg::StatusSlot = Arc::new(Mutex::new(String::new()));
+    let feeds_now = match feeds::load(&cfg.state_dir) {
+        Ok(k) => {
+            let d = feeds::describe(k.as_deref());
+            arbiter.set_known_bad(k);
+            d
+        }
         // The agent still runs (rules, modes); status and the log say why there are no feeds.
-        Err(e) => tracing::error!("known-bad feeds not loaded: {e}"),
-    }
+        Err(e) => {
+            tracing::error!("known-bad feeds not loaded: {e}");
+            format!("none: {e}")
+        }
+    };
+    *feeds_status.lock().unwrap_or_else(|p| p.into_inner()) = feeds_now;
     let n_rules = arbiter.rules().rules().len();
     let watched_live: follow::Watched = Arc::new(Mutex::new(watched));
     let telemetry = if cfg.telemetry.process {
@@ -142,6 +153,8 @@ fn serve(
         group: group.clone(),
         telemetry: telemetry.clone(),
         rule_lock: Mutex::new(()),
+        dpkg_status,
+        feeds_status,
     });
     custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;
     if discovering {
