@@ -9,7 +9,7 @@
 //! forgotten; [`Arbiter::shutdown`] answers whatever is left.
 
 use crate::cache::Cache;
-use crate::engine::{evaluate_rep, fallback, Reputation, Verdict};
+use crate::engine::{evaluate_rep, fallback, trusted, Reputation, Verdict};
 use crate::file::FileKey;
 pub use crate::held::{Content, Held, KnownBad, KnownGood, Marks, ProcessInfo, Sink};
 use crate::rules::RuleSet;
@@ -50,14 +50,6 @@ pub struct Options {
 /// without changing its key (coarse clocks, 2 s FAT times), so an allow for it is neither cached
 /// nor marked — git's "racy timestamp" rule.
 pub const RACY_NS: i128 = 2_000_000_000;
-
-/// Package trust for this path and MD5 (false when either is unknown).
-fn trusted(g: Option<&dyn KnownGood>, path: Option<&str>, md5: Option<&[u8; 16]>) -> bool {
-    match (g, path, md5) {
-        (Some(g), Some(p), Some(m)) => g.trusted(p, m),
-        _ => false,
-    }
-}
 
 fn wall_ns() -> i128 {
     SystemTime::now()

@@ -7,13 +7,13 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 #[derive(Default)]
-struct Kernel {
-    answers: Mutex<Vec<(i32, Decision)>>,
-    ignores: AtomicUsize,
-    flushes: AtomicUsize,
-    events: Mutex<Vec<ExecEvent>>,
-    reads: AtomicUsize,
-    remembered: AtomicUsize,
+pub(super) struct Kernel {
+    pub(super) answers: Mutex<Vec<(i32, Decision)>>,
+    pub(super) ignores: AtomicUsize,
+    pub(super) flushes: AtomicUsize,
+    pub(super) events: Mutex<Vec<ExecEvent>>,
+    pub(super) reads: AtomicUsize,
+    pub(super) remembered: AtomicUsize,
 }
 
 impl Marks for Kernel {
@@ -46,7 +46,7 @@ impl Content for Slow {
     }
 }
 
-struct Fake {
+pub(super) struct Fake {
     pid: i32,
     key: FileKey,
     /// After `ignore`, report a changed key (a write raced the mark).
@@ -57,7 +57,7 @@ struct Fake {
     k: Arc<Kernel>,
     answered: bool,
     /// Content that can change after the verdict (an unsealed memfd).
-    mutable: bool,
+    pub(super) mutable: bool,
 }
 
 impl Held for Fake {
@@ -137,7 +137,12 @@ fn sha_of(data: &[u8]) -> String {
     sha256_hex(&mut &data[..]).expect("hash")
 }
 
-fn arbiter(k: &Arc<Kernel>, mode: Mode, rules: Vec<Rule>, deadline_ms: u64) -> Arbiter<Fake> {
+pub(super) fn arbiter(
+    k: &Arc<Kernel>,
+    mode: Mode,
+    rules: Vec<Rule>,
+    deadline_ms: u64,
+) -> Arbiter<Fake> {
     arbiter_with(k, mode, rules, deadline_ms, |_| {})
 }
 
@@ -169,7 +174,7 @@ fn arbiter_with(
     .expect("arbiter")
 }
 
-fn block(id: u64, data: &[u8]) -> Rule {
+pub(super) fn block(id: u64, data: &[u8]) -> Rule {
     Rule {
         id,
         target: Target::Sha256(sha_of(data)),
@@ -180,7 +185,7 @@ fn block(id: u64, data: &[u8]) -> Rule {
 }
 
 impl Kernel {
-    fn held(self: &Arc<Self>, pid: i32, ino: u64, data: &[u8], delay_ms: u64) -> Fake {
+    pub(super) fn held(self: &Arc<Self>, pid: i32, ino: u64, data: &[u8], delay_ms: u64) -> Fake {
         Fake {
             pid,
             key: key(ino),
@@ -193,7 +198,7 @@ impl Kernel {
             mutable: false,
         }
     }
-    fn wait_answers(&self, n: usize) -> Vec<(i32, Decision)> {
+    pub(super) fn wait_answers(&self, n: usize) -> Vec<(i32, Decision)> {
         let t0 = Instant::now();
         while lock(&self.answers).len() < n {
             assert!(t0.elapsed() < Duration::from_secs(10), "answers never came");
@@ -219,98 +224,6 @@ fn block_rule_denies_and_unknown_allows_in_monitor() {
     assert_eq!(deny.rule_id, Some(1));
     assert_eq!(deny.sha256.as_deref(), Some(sha_of(b"bad").as_str()));
     assert_eq!(deny.ppid, Some(1));
-}
-
-#[test]
-fn an_allow_for_mutable_content_falls_back_where_the_mode_denies() {
-    let allow = Rule {
-        policy: Policy::Allow,
-        ..block(1, b"ok")
-    };
-    for (mode, want) in [
-        (Mode::Lockdown, Decision::Deny),
-        (Mode::Monitor, Decision::Allow),
-    ] {
-        let k = Arc::new(Kernel::default());
-        let a = arbiter(&k, mode, vec![allow.clone()], 2000);
-        let mut h = k.held(10, 1, b"ok", 0);
-        h.mutable = true;
-        a.submit(h);
-        assert_eq!(k.wait_answers(1), vec![(10, want)], "{mode}");
-        if mode == Mode::Lockdown {
-            assert_eq!(lock(&k.events)[0].reason, Reason::Mutable);
-            // A sealed (immutable) copy of the same content is allowed.
-            a.submit(k.held(11, 2, b"ok", 0));
-            assert_eq!(k.wait_answers(2)[1], (11, Decision::Allow));
-        }
-    }
-}
-
-/// A feed that lists one MD5.
-struct Md5Feed([u8; 16]);
-impl KnownBad for Md5Feed {
-    fn want(&self) -> crate::file::Want {
-        crate::file::Want {
-            md5: true,
-            sha1: false,
-        }
-    }
-    fn lookup(&self, d: &crate::file::FileDigests) -> Option<u16> {
-        (d.md5 == Some(self.0)).then_some(0)
-    }
-    fn name(&self, idx: u16) -> Option<String> {
-        (idx == 0).then(|| "bazaar".into())
-    }
-}
-
-#[test]
-fn a_known_bad_md5_denies_in_monitor_and_names_the_feed() {
-    use md5::Digest;
-    let k = Arc::new(Kernel::default());
-    let a = arbiter(&k, Mode::Monitor, vec![], 2000);
-    let md5: [u8; 16] = md5::Md5::digest(b"evil").into();
-    a.set_known_bad(Some(Arc::new(Md5Feed(md5))));
-    a.submit(k.held(10, 1, b"evil", 0));
-    a.submit(k.held(11, 2, b"fine", 0));
-    let mut got = k.wait_answers(2);
-    got.sort();
-    assert_eq!(got, vec![(10, Decision::Deny), (11, Decision::Allow)]);
-    let ev = lock(&k.events).clone();
-    let deny = ev.iter().find(|e| e.pid == 10).expect("event");
-    assert_eq!(deny.reason, Reason::KnownBad);
-    assert_eq!(deny.feed.as_deref(), Some("bazaar"));
-    // Cached by content: a second exec is denied without hashing again.
-    a.submit(k.held(12, 1, b"evil", 0));
-    assert_eq!(k.wait_answers(3)[2], (12, Decision::Deny));
-    assert_eq!(a.stats().hashed, 2);
-}
-
-#[test]
-fn a_hold_submitted_after_shutdown_gets_the_fallback_at_once() {
-    for (mode, want) in [
-        (Mode::Lockdown, Decision::Deny),
-        (Mode::Monitor, Decision::Allow),
-    ] {
-        let k = Arc::new(Kernel::default());
-        let a = arbiter(&k, mode, vec![], 2000);
-        a.shutdown();
-        a.submit(k.held(10, 1, b"late", 0));
-        assert_eq!(*lock(&k.answers), vec![(10, want)], "{mode}");
-        assert_eq!(lock(&k.events)[0].reason, Reason::Shutdown);
-    }
-}
-
-#[test]
-fn only_verdicts_on_content_are_remembered_in_the_kernel() {
-    let k = Arc::new(Kernel::default());
-    let a = arbiter(&k, Mode::Lockdown, vec![block(1, b"bad")], 50);
-    a.submit(k.held(10, 1, b"bad", 0));
-    k.wait_answers(1);
-    assert_eq!(k.remembered.load(Ordering::SeqCst), 1, "hash rule deny");
-    // A deadline fallback deny says nothing about the file.
-    a.submit(k.held(11, 2, b"slow", 500));
-    k.wait_answers(2);
-    assert_eq!(k.remembered.load(Ordering::SeqCst), 1);
 }
 
 #[test]
@@ -604,3 +517,6 @@ fn a_hash_nobody_waits_for_is_abandoned() {
     }
     assert_eq!(a.stats().hashed, 0);
 }
+
+#[path = "arbiter_rep_tests.rs"]
+mod rep;

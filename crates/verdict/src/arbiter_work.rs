@@ -1,9 +1,9 @@
 //! The hashing worker of the [`Arbiter`](super::Arbiter): hash one file (or give up when nobody
 //! waits any more), decide, cache, and answer every hold waiting on that file.
 
-use super::{lock, trusted, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, RACY_NS};
+use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, RACY_NS};
 use crate::cache::Cached;
-use crate::engine::{evaluate_rep, Reputation};
+use crate::engine::{evaluate_rep, trusted, Reputation};
 use crate::file::{digests_while, Want};
 use crate::stats::Stats;
 use custos_event::Decision;

@@ -58,6 +58,18 @@ pub struct Reputation {
     pub trusted: bool,
 }
 
+/// Package trust for this path and MD5 (false when either is unknown).
+pub(crate) fn trusted(
+    g: Option<&dyn crate::KnownGood>,
+    path: Option<&str>,
+    md5: Option<&[u8; 16]>,
+) -> bool {
+    match (g, path, md5) {
+        (Some(g), Some(p), Some(m)) => g.trusted(p, m),
+        _ => false,
+    }
+}
+
 /// [`evaluate_with`] plus package trust, which allows what would otherwise fall to the mode
 /// default (it matters in lockdown). Rules and known-bad come first; the result depends on
 /// the path.
