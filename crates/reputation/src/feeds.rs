@@ -164,14 +164,28 @@ impl Feeds {
         sha1: Option<&[u8; 20]>,
         sha256: &[u8; 32],
     ) -> Option<&str> {
-        self.sets
-            .iter()
-            .find(|(_, s)| {
-                s.contains_sha256(sha256)
-                    || md5.is_some_and(|d| s.contains_md5(d))
-                    || sha1.is_some_and(|d| s.contains_sha1(d))
-            })
-            .map(|(name, _)| name.as_str())
+        self.lookup_index(md5, sha1, sha256)
+            .and_then(|i| self.name(i))
+    }
+
+    /// Like [`Feeds::lookup`], the feed's position in [`Feeds::names`] order (no allocation:
+    /// this is on the verdict path).
+    pub fn lookup_index(
+        &self,
+        md5: Option<&[u8; 16]>,
+        sha1: Option<&[u8; 20]>,
+        sha256: &[u8; 32],
+    ) -> Option<usize> {
+        self.sets.iter().position(|(_, s)| {
+            s.contains_sha256(sha256)
+                || md5.is_some_and(|d| s.contains_md5(d))
+                || sha1.is_some_and(|d| s.contains_sha1(d))
+        })
+    }
+
+    /// The name of feed `i` (in [`Feeds::names`] order).
+    pub fn name(&self, i: usize) -> Option<&str> {
+        self.sets.get(i).map(|(n, _)| n.as_str())
     }
 
     /// Whether any feed holds MD5 digests (else computing MD5 is wasted work).

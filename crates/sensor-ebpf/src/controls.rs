@@ -237,11 +237,6 @@ impl Controls {
         use std::os::fd::AsFd;
         self.held.as_fd()
     }
-
-    /// Processes held right now.
-    pub fn held_count(&self) -> usize {
-        self.held.keys().count()
-    }
 }
 
 #[cfg(test)]

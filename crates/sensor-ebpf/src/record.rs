@@ -301,14 +301,13 @@ impl Record {
             }
             REC_IMAGE => {
                 let r: RawImageEvent = raw(data)?;
-                let len = (r.path_len as usize).min(r.path.len());
                 Ok(Record::Image(ImageRecord {
                     pid: r.pid,
                     tid: r.tid,
                     start_boottime_ns: r.start_boottime_ns,
                     dev: r.dev,
                     ino: r.ino,
-                    path: path_from_components(as_bytes(&r.path[..len])),
+                    path: path_in(&r.path, r.path_len),
                     path_truncated: r.flags & PATH_TRUNCATED != 0,
                     addr: r.addr,
                     len: r.len,
@@ -350,9 +349,7 @@ impl ExecRecord {
     /// Decodes an exec record.
     pub fn decode(data: &[u8]) -> Result<ExecRecord, RecordError> {
         let raw: RawExecEvent = raw(data)?;
-        let path_len = (raw.path_len as usize).min(raw.path.len());
         let args_len = (raw.args_len as usize).min(raw.args.len());
-        let cwd_len = (raw.cwd_len as usize).min(raw.cwd.len());
         Ok(ExecRecord {
             pid: raw.pid,
             tid: raw.tid,
@@ -366,11 +363,11 @@ impl ExecRecord {
             ino: raw.ino,
             start_boottime_ns: raw.start_boottime_ns,
             parent_start_boottime_ns: raw.parent_start_boottime_ns,
-            path: path_from_components(as_bytes(&raw.path[..path_len])),
+            path: path_in(&raw.path, raw.path_len),
             path_truncated: raw.flags & PATH_TRUNCATED != 0,
             argv: split_nul(as_bytes(&raw.args[..args_len])),
             argv_truncated: raw.flags & ARGS_TRUNCATED != 0,
-            cwd: path_from_components(as_bytes(&raw.cwd[..cwd_len])),
+            cwd: path_in(&raw.cwd, raw.cwd_len),
             cwd_truncated: raw.flags & CWD_TRUNCATED != 0,
             hold: HoldState::from_flags(raw.flags),
             unseen: raw.flags & EXEC_UNSEEN != 0,
@@ -382,6 +379,12 @@ impl ExecRecord {
 fn as_bytes(s: &[std::ffi::c_char]) -> &[u8] {
     // SAFETY: c_char and u8 have the same size and alignment.
     unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len()) }
+}
+
+/// The path in the first `len` bytes of a record's path buffer (bounded by the buffer).
+fn path_in(buf: &[std::ffi::c_char], len: u32) -> String {
+    let len = (len as usize).min(buf.len());
+    path_from_components(as_bytes(&buf[..len]))
 }
 
 /// The kernel writes path components leaf first, each NUL-terminated.

@@ -70,6 +70,15 @@ struct PolicyState {
     generation: u64,
 }
 
+/// The policy in force at one moment (see [`Inner::policy_snapshot`]).
+struct Snapshot {
+    mode: Mode,
+    rules: Arc<RuleSet>,
+    generation: u64,
+    known_bad: Option<Arc<dyn KnownBad>>,
+    known_good: Option<Arc<dyn KnownGood>>,
+}
+
 struct Pending<H> {
     held: H,
     key: FileKey,
@@ -213,20 +222,30 @@ impl<H: Held> Arbiter<H> {
             Ok(k) => k,
             Err(e) => return inner.fail(held, &e),
         };
-        let (mode, rules, generation) = inner.policy_snapshot();
+        let Snapshot {
+            mode,
+            rules,
+            generation,
+            known_good,
+            ..
+        } = inner.policy_snapshot();
         let hit = lock(&inner.cache).get(&key, Instant::now());
-        // A path-dependent hit for a package-listed path needs the MD5; without it, hash again.
-        let known_good = inner.known_good();
-        let hit = hit.filter(|c| {
-            !c.verdict.path_dependent
-                || c.md5.is_some()
-                || known_good
+        // A path-dependent hit is judged again for this path, which is read once. If package
+        // trust lists that path but the hit has no MD5 to check it with, it is hashed again.
+        let hit = hit.and_then(|c| {
+            if !c.verdict.path_dependent {
+                return Some((c, None));
+            }
+            let path = held.path();
+            let needs_md5 = c.md5.is_none()
+                && known_good
                     .as_ref()
-                    .is_none_or(|g| held.path().is_none_or(|p| !g.listed(&p)))
+                    .zip(path.as_deref())
+                    .is_some_and(|(g, p)| g.listed(p));
+            (!needs_md5).then_some((c, path))
         });
-        if let Some(c) = hit {
+        if let Some((c, path)) = hit {
             Stats::inc(&inner.stats.cache_hits);
-            let path = c.verdict.path_dependent.then(|| held.path()).flatten();
             let verdict = if c.verdict.path_dependent {
                 let rep = Reputation {
                     known_bad: c.known_bad,
@@ -386,17 +405,16 @@ impl<H: Held> Drop for Arbiter<H> {
 }
 
 impl<H: Held> Inner<H> {
-    fn policy_snapshot(&self) -> (Mode, Arc<RuleSet>, u64) {
+    /// Everything a verdict depends on, under one lock.
+    fn policy_snapshot(&self) -> Snapshot {
         let p = lock(&self.policy);
-        (p.mode, p.rules.clone(), p.generation)
-    }
-
-    fn known_bad(&self) -> Option<Arc<dyn KnownBad>> {
-        lock(&self.policy).known_bad.clone()
-    }
-
-    fn known_good(&self) -> Option<Arc<dyn KnownGood>> {
-        lock(&self.policy).known_good.clone()
+        Snapshot {
+            mode: p.mode,
+            rules: p.rules.clone(),
+            generation: p.generation,
+            known_bad: p.known_bad.clone(),
+            known_good: p.known_good.clone(),
+        }
     }
 
     fn invalidate(&self, p: &mut PolicyState) {
@@ -477,9 +495,10 @@ impl<H: Held> Inner<H> {
         path: Option<String>,
     ) -> ExecEvent {
         let info = held.process();
-        let feed = v
-            .known_bad
-            .and_then(|i| self.known_bad().and_then(|k| k.name(i)));
+        let feed = v.known_bad.and_then(|i| {
+            let k = lock(&self.policy).known_bad.clone();
+            k.and_then(|k| k.name(i))
+        });
         ExecEvent {
             timestamp: custos_event::timestamp(SystemTime::now()),
             decision: v.decision,

@@ -1,7 +1,7 @@
 //! The hashing worker of the [`Arbiter`](super::Arbiter): hash one file (or give up when nobody
 //! waits any more), decide, cache, and answer every hold waiting on that file.
 
-use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, RACY_NS};
+use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, Snapshot, RACY_NS};
 use crate::cache::Cached;
 use crate::engine::{evaluate_rep, trusted, Reputation};
 use crate::file::{digests_while, Want};
@@ -39,9 +39,10 @@ impl<H: Held> Inner<H> {
             }
             waiting
         };
-        // MD5 and SHA-1 only when a feed lists any, in the same read.
-        let known_bad = self.known_bad();
-        let known_good = self.known_good();
+        // The sources the digests are computed for. MD5 and SHA-1 only when a feed lists any,
+        // in the same read.
+        let before = self.policy_snapshot();
+        let (known_bad, known_good) = (before.known_bad, before.known_good);
         let mut want = known_bad.as_ref().map_or(Want::default(), |k| k.want());
         // Package trust needs the MD5 only for a listed path.
         want.md5 |= known_good
@@ -62,7 +63,15 @@ impl<H: Held> Inner<H> {
         // the file (or its filesystem, for umount) busy.
         drop(content);
         let mut job = JobResult { key, path };
-        let (mode, rules, generation) = self.policy_snapshot();
+        // The freshest rules answer; a verdict is cached only if nothing changed while hashing
+        // (the sources above must be the ones in force).
+        let Snapshot {
+            mode,
+            rules,
+            generation,
+            ..
+        } = self.policy_snapshot();
+        let unchanged = generation == before.generation;
         let waiting: Vec<Pending<H>> = {
             let mut h = lock(&self.holds);
             let ids = h.inflight.remove(&job.key).unwrap_or_default();
@@ -94,7 +103,7 @@ impl<H: Held> Inner<H> {
         // A deny may be cached for a racy file (the worst case is a stale deny for the deny TTL);
         // an allow may not (see RACY_NS).
         let allows = verdict.decision == Decision::Allow && !verdict.would_deny;
-        let cacheable = stable && !(racy && allows);
+        let cacheable = stable && unchanged && !(racy && allows);
         let sha: std::sync::Arc<str> = sha.into();
         if cacheable {
             let p = lock(&self.policy);

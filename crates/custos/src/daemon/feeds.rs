@@ -21,16 +21,14 @@ impl KnownBad for FeedSource {
 
     fn lookup(&self, d: &FileDigests) -> Option<u16> {
         let sha256 = d.sha256_bytes()?;
-        let name = self.0.lookup(d.md5.as_ref(), d.sha1.as_ref(), &sha256)?;
-        let idx = self.0.names().iter().position(|n| *n == name)?;
+        let idx = self
+            .0
+            .lookup_index(d.md5.as_ref(), d.sha1.as_ref(), &sha256)?;
         u16::try_from(idx).ok()
     }
 
     fn name(&self, idx: u16) -> Option<String> {
-        self.0
-            .names()
-            .get(usize::from(idx))
-            .map(|s| (*s).to_owned())
+        self.0.name(usize::from(idx)).map(str::to_owned)
     }
 }
 

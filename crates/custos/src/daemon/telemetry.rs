@@ -216,6 +216,7 @@ impl Telemetry {
         tracing::info!("process telemetry running (eBPF)");
         let mut reported_lost = 0;
         let mut last_sweep = Instant::now();
+        let mut last_devs = Instant::now();
         while !self.stop.load(Relaxed) {
             if let Err(e) = reader.poll(Duration::from_millis(20)) {
                 tracing::error!("process telemetry stopped: {e}");
@@ -228,11 +229,15 @@ impl Telemetry {
                 tracing::warn!(lost = ev.lost, total = lost, "process records lost");
                 w.output.emit_line(ev.to_ecs().to_string());
             }
-            let now = watched_devs(&w.watched);
-            if now != devs {
-                devs = now;
-                if let Err(e) = controls.set_watched(&devs) {
-                    tracing::error!("cannot update the watched filesystems: {e}");
+            // Mounts change rarely: look twice a second, not on every 20 ms read.
+            if last_devs.elapsed() > Duration::from_millis(500) {
+                last_devs = Instant::now();
+                let now = watched_devs(&w.watched);
+                if now != devs {
+                    devs = now;
+                    if let Err(e) = controls.set_watched(&devs) {
+                        tracing::error!("cannot update the watched filesystems: {e}");
+                    }
                 }
             }
             if last_sweep.elapsed() > Duration::from_secs(5) {
