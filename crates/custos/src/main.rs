@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod db;
 mod daemon;
 
 use clap::Parser;
