@@ -8,6 +8,9 @@ use custos_event::Mode;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+mod reputation;
+pub use reputation::{HashlookupConfig, ReputationConfig, SourceName, YaraConfig};
+
 /// Where the config is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/custos/custos.toml";
 
@@ -63,26 +66,6 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Reputation sources.
     pub reputation: ReputationConfig,
-}
-
-/// `[reputation]`: what the world knows about files, consulted after the rules.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReputationConfig {
-    /// Debian package trust: a file at a path dpkg installed, whose MD5 still matches, is
-    /// trusted (allowed in lockdown). Reloaded when dpkg's database changes.
-    pub dpkg: bool,
-    /// dpkg's per-package lists.
-    pub dpkg_info: PathBuf,
-}
-
-impl Default for ReputationConfig {
-    fn default() -> Self {
-        ReputationConfig {
-            dpkg: true,
-            dpkg_info: PathBuf::from("/var/lib/dpkg/info"),
-        }
-    }
 }
 
 /// `[telemetry]`: event sensors besides the exec verdict loop.
@@ -258,6 +241,7 @@ impl Config {
                 "must name at least one type when exec.watch is empty",
             ));
         }
+        self.reputation.validate(&bad)?;
         if let Some(p) = self.exec.watch.iter().find(|p| !p.is_absolute()) {
             return Err(bad(
                 "exec.watch",

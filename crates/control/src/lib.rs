@@ -7,7 +7,7 @@ mod protocol;
 mod server;
 
 pub use protocol::{
-    Client, ControlError, EvaluateReply, Reply, ReputationStatus, Request, StatusReply,
-    TelemetryStatus,
+    Client, ControlError, InspectReply, Reply, ReputationStatus, Request, SourceAnswer,
+    SourceStatus, StatusReply, TelemetryStatus,
 };
 pub use server::{bind, serve, Handler};

@@ -1,7 +1,7 @@
 //! Requests, replies and the client.
 
 use custos_event::Mode;
-use custos_verdict::{NewRule, Rule, StatsSnapshot, Verdict};
+use custos_verdict::{Finding, NewRule, Rule, StatsSnapshot, Verdict};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -35,20 +35,15 @@ pub enum Request {
         #[serde(default)]
         set: Option<Mode>,
     },
-    /// Load the known-bad feeds from the state dir again (after an import).
-    ReloadFeeds {},
-    /// What the agent would decide for a file with this hash at this path, now and per mode.
-    Evaluate {
-        /// SHA-256 hex.
-        sha256: String,
-        /// Resolved path.
-        path: Option<String>,
-        /// A known-bad feed lists the file (the caller looked it up).
-        #[serde(default)]
-        known_bad: bool,
-        /// Package trust holds for this path and content (the caller looked it up).
-        #[serde(default)]
-        trusted: bool,
+    /// Load the reputation databases from the state dir again (after an import): feeds,
+    /// the NSRL set, YARA rules.
+    #[serde(alias = "reload_feeds")]
+    ReloadReputation {},
+    /// Read a file and say what every reputation source knows about it and what the agent
+    /// would decide for it, now and per mode.
+    Inspect {
+        /// The file (resolved by the caller; the agent resolves it again).
+        path: String,
     },
 }
 
@@ -125,10 +120,20 @@ pub struct StatusReply {
 /// Reputation sources as the agent has them loaded.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReputationStatus {
-    /// Package trust: `off`, `N files`, or why it is not loaded.
-    pub dpkg: String,
-    /// Known-bad feeds in force, by name (or why none are).
-    pub feeds: String,
+    /// Every configured source in the order asked, with its state (`off`, what is loaded, or
+    /// why it is not).
+    pub sources: Vec<SourceStatus>,
+}
+
+/// One reputation source in `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// Its name (`feeds`, `dpkg`, `nsrl`, `yara`, `hashlookup`).
+    pub name: String,
+    /// Whether it is asked now.
+    pub active: bool,
+    /// What is loaded, or why nothing is.
+    pub state: String,
 }
 
 /// State of the eBPF process telemetry.
@@ -162,9 +167,33 @@ pub struct TelemetryStatus {
     pub unheld: u64,
 }
 
-/// `evaluate` payload.
+/// One source's answer in an [`InspectReply`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EvaluateReply {
+pub struct SourceAnswer {
+    /// The source.
+    pub source: String,
+    /// What it said.
+    #[serde(flatten)]
+    pub finding: Finding,
+}
+
+/// `inspect` payload: what is known about one file and what it would get.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InspectReply {
+    /// The resolved path judged.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// MD5, hex, when a source needed it.
+    pub md5: Option<String>,
+    /// SHA-1, hex, when a source needed it.
+    pub sha1: Option<String>,
+    /// Every source's answer, in the order they are asked.
+    pub sources: Vec<SourceAnswer>,
+    /// The source whose answer counts (the first definite one).
+    pub deciding: Option<String>,
     /// Current mode.
     pub mode: Mode,
     /// The verdict in the current mode.

@@ -19,6 +19,7 @@ Examples:
   custos rule add --path '/opt/app/**' --allow --comment 'vendor app'
   custos fileinfo /usr/bin/ls                what would happen if it ran now
   custos db import-feed bad.txt --name abuse  block what a hash list names
+  custos db import-nsrl RDS_modern.db        import the NIST NSRL (known software)
   custos status";
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -66,7 +67,7 @@ pub enum Cmd {
         #[arg(value_parser = parse_mode)]
         mode: Option<Mode>,
     },
-    /// Reputation databases: import and list known-bad feeds.
+    /// Reputation databases: import and list known-bad feeds and the NSRL.
     Db {
         /// Database action.
         #[command(subcommand)]
@@ -96,7 +97,29 @@ pub enum DbCmd {
         #[arg(long)]
         name: String,
     },
-    /// List imported feeds with their counts and import time.
+    /// Import the NIST NSRL (known software) as one memory-mapped digest set, replacing the
+    /// previous import only when this one succeeds. Accepts an RDS v3 SQLite database (its
+    /// FILE table, or METADATA), a legacy RDS 2.x NSRLFile.txt, or a list of hex digests one
+    /// per line (sha256sum output works); the format is read from the content. Sorts on disk
+    /// beside the set (STATE/nsrl), so memory stays within --memory at any size; needs free
+    /// space there of about twice the set (32 bytes per SHA-256). A running agent reloads.
+    #[command(after_help = "Examples:
+  custos db import-nsrl RDS_2024.03.1_modern.db                 SHA-256 set (default)
+  custos db import-nsrl RDS_2024.03.1_modern.db --digest md5    MD5 set (16 bytes per entry)
+  custos db import-nsrl NSRLFile.txt                            legacy: SHA-1 set (default)")]
+    ImportNsrl {
+        /// The RDS v3 database, NSRLFile.txt, or digest list.
+        file: PathBuf,
+        /// Digest kind to keep: md5, sha1 or sha256. Default: sha256 for RDS v3, sha1 for
+        /// NSRLFile.txt (it has no SHA-256), the list's own kind for a digest list.
+        #[arg(long, value_name = "KIND")]
+        digest: Option<custos_reputation::DigestKind>,
+        /// Sort buffer in MiB; more means fewer temporary runs to merge.
+        #[arg(long, value_name = "MIB", default_value_t = 512,
+              value_parser = clap::value_parser!(u64).range(8..=1 << 20))]
+        memory: u64,
+    },
+    /// List imported feeds and the NSRL set with their counts and import time.
     List {
         /// Print JSON.
         #[arg(long)]

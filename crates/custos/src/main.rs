@@ -2,8 +2,9 @@
 
 mod cli;
 mod commands;
-mod db;
 mod daemon;
+mod db;
+mod fileinfo;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -56,18 +56,38 @@ fn a_feed_blocks_what_it_lists_and_a_bad_one_changes_nothing() {
     assert_denied(&by_sha);
     assert_denied(&by_md5);
     assert_runs(&clean);
-    assert_eq!(sb.status()["reputation"]["feeds"], "abuse");
+    let status = sb.status();
+    let feeds = status["reputation"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "feeds")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&feeds["state"], &feeds["active"]),
+        (&"abuse".into(), &true.into())
+    );
     let ev = sb.events_of(&by_md5, 1);
     assert_eq!(ev[0]["custos"]["reason"], "known_bad");
-    assert_eq!(ev[0]["custos"]["feed"], "abuse");
+    assert_eq!(ev[0]["custos"]["source"]["name"], "feeds");
+    assert_eq!(ev[0]["custos"]["source"]["detail"], "abuse");
+    assert_eq!(ev[0]["rule"]["name"], "abuse");
     // fileinfo says which feed, and what each mode would do.
     let info: serde_json::Value =
         serde_json::from_str(&sb.ok(&["fileinfo", by_md5.to_str().unwrap(), "--json"])).unwrap();
-    assert_eq!(info["known_bad_feed"], "abuse", "{info}");
+    assert_eq!(info["deciding"], "feeds", "{info}");
+    let answer = &info["sources"][0];
+    assert_eq!(
+        (&answer["source"], &answer["opinion"], &answer["detail"]),
+        (&"feeds".into(), &"bad".into(), &"abuse".into()),
+        "{info}"
+    );
     assert_eq!(info["now"]["decision"], "deny", "{info}");
     assert!(sb
         .ok(&["fileinfo", clean.to_str().unwrap()])
-        .contains("feeds:     not listed"));
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["feeds", "unknown"]));
 
     // A file with nothing usable is refused; the feed in force stays.
     let junk = sb.dir.path().join("junk.txt");
@@ -99,7 +119,9 @@ fn a_feed_blocks_what_it_lists_and_a_bad_one_changes_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("every program start needs"));
 
     let list: serde_json::Value = serde_json::from_str(&sb.ok(&["db", "list", "--json"])).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
-    assert_eq!(list[0]["name"], "abuse");
-    assert_eq!(list[0]["unique"], serde_json::json!([1, 0, 1]));
+    let feeds = &list["feeds"];
+    assert_eq!(feeds.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(feeds[0]["name"], "abuse");
+    assert_eq!(feeds[0]["unique"], serde_json::json!([1, 0, 1]));
+    assert!(list["nsrl"].is_null(), "{list}");
 }

@@ -33,7 +33,13 @@ fn lockdown_runs_packaged_programs_and_denies_altered_ones() {
         return;
     }
     let sb = Sandbox::started("lockdown", "");
-    let dpkg = sb.status()["reputation"]["dpkg"].to_string();
+    let dpkg = sb.status()["reputation"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "dpkg")
+        .map(|s| s["state"].to_string())
+        .unwrap_or_default();
     assert!(dpkg.contains("files from"), "{dpkg}");
     // What coreutils shipped as true, and true's content under false's name.
     sb.install("/usr/bin/true", "true");
@@ -67,7 +73,7 @@ fn lockdown_runs_packaged_programs_and_denies_altered_ones() {
             .collect::<Vec<_>>()
     };
     assert!(
-        reason("/usr/bin/true").contains(&"package_trust".to_owned()),
+        reason("/usr/bin/true").contains(&"known_good".to_owned()),
         "{ev:?}"
     );
     assert!(
@@ -78,8 +84,15 @@ fn lockdown_runs_packaged_programs_and_denies_altered_ones() {
     assert_denied(&sb.mnt.join("true"));
     // fileinfo tells the three apart.
     let info = sb.ok(&["fileinfo", "/usr/bin/true"]);
-    assert!(info.contains("package:   trusted"), "{info}");
+    assert!(
+        info.contains("TRUSTED  a package installed this path with this MD5  <- decides"),
+        "{info}"
+    );
+    assert!(
+        info.contains("decision:  Allow (known_good, by dpkg)"),
+        "{info}"
+    );
     assert!(sb
         .ok(&["fileinfo", sb.mnt.join("echo").to_str().unwrap()])
-        .contains("not a package file"));
+        .contains("no package installed a file at this path"));
 }

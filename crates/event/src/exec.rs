@@ -85,10 +85,12 @@ pub enum Reason {
     /// Not seen by fanotify and run under ptrace, so it could not be held; the mode's
     /// fallback applied (killed in monitor and lockdown).
     Traced,
-    /// A known-bad feed lists one of the file's digests (`custos.feed` names it).
+    /// A reputation source knows the file as bad: a feed lists a digest, a YARA rule matched,
+    /// a remote service calls it malicious (`custos.source` names it and why).
     KnownBad,
-    /// A Debian package installed this file at this path with this content (its MD5 matches).
-    PackageTrust,
+    /// A trusted reputation source vouches for the file (Debian package trust: this path with
+    /// this content; NSRL when trusted), in a mode whose default denies.
+    KnownGood,
 }
 
 impl Reason {
@@ -106,9 +108,19 @@ impl Reason {
             Reason::Mutable => "mutable",
             Reason::Traced => "traced",
             Reason::KnownBad => "known_bad",
-            Reason::PackageTrust => "package_trust",
+            Reason::KnownGood => "known_good",
         }
     }
+}
+
+/// The reputation source behind a decision, and its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    /// The source (`feeds`, `dpkg`, `nsrl`, `yara`, `hashlookup`).
+    pub name: String,
+    /// Its reason: the feed's name, the YARA rule, the service's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// One exec decision, as written to the event output.
@@ -140,8 +152,8 @@ pub struct ExecEvent {
     pub sha256: Option<String>,
     /// Error text, when `reason` is `Error`.
     pub error: Option<String>,
-    /// The known-bad feed that listed the file (reason `known_bad`).
-    pub feed: Option<String>,
+    /// The reputation source that decided (reasons `known_bad`, `known_good`).
+    pub source: Option<SourceRef>,
 }
 
 impl ExecEvent {
@@ -196,9 +208,9 @@ impl ExecEvent {
         if let Some(id) = self.rule_id {
             v["rule"] = json!({ "id": id.to_string() });
         }
-        if let Some(f) = &self.feed {
-            v["custos"]["feed"] = json!(f);
-            v["rule"] = json!({ "ruleset": format!("feed:{f}") });
+        if let Some(s) = &self.source {
+            v["custos"]["source"] = json!(s);
+            v["rule"] = json!({ "ruleset": s.name, "name": s.detail });
         }
         if let Some(e) = &self.error {
             v["error"] = json!({ "message": e });
@@ -231,7 +243,7 @@ mod tests {
             executable: Some("/tmp/x/evil".into()),
             sha256: Some("ab".repeat(32)),
             error: None,
-            feed: None,
+            source: None,
         }
     }
 

@@ -10,7 +10,7 @@ mod exec;
 mod process;
 
 pub use activity::{ImageEvent, InjectEvent, LossEvent, ProcessRef};
-pub use exec::{Decision, ExecEvent, Mode, Reason};
+pub use exec::{Decision, ExecEvent, Mode, Reason, SourceRef};
 pub use process::{ProcessAction, ProcessEvent};
 
 use std::time::SystemTime;

@@ -289,3 +289,157 @@ fn write_into_missing_directory_fails_cleanly() {
     let err = write_atomic(&p, sample()).unwrap_err();
     assert!(matches!(err, SetError::Io { .. }), "{err}");
 }
+
+/// splitmix64: a deterministic stream of well-spread values.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn random32(i: u64) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    for (j, c) in d.chunks_mut(8).enumerate() {
+        c.copy_from_slice(&mix(i * 4 + j as u64).to_le_bytes());
+    }
+    d
+}
+
+/// Interpolation search agrees with bisection on every member and on non-members, for
+/// uniform digests and for skewed sets (clustered prefixes, equal prefixes, extremes).
+#[test]
+fn interpolation_search_agrees_with_bisection() {
+    let uniform: Vec<[u8; 32]> = (0..20_000).map(random32).collect();
+    let clustered: Vec<[u8; 32]> = (0..20_000u64)
+        .map(|i| {
+            let mut d = random32(i);
+            // Half the entries share one 8-byte prefix, the rest crowd near zero and the top.
+            match i % 4 {
+                0 | 1 => d[..8].copy_from_slice(&[0x42; 8]),
+                2 => d[..7].copy_from_slice(&[0; 7]),
+                _ => d[..7].copy_from_slice(&[0xff; 7]),
+            }
+            d
+        })
+        .collect();
+    let extremes = vec![[0u8; 32], [0xff; 32], d32(1), d32(0xfe)];
+    for mut v in [uniform, clustered, extremes] {
+        v.sort_unstable();
+        v.dedup();
+        let section = v.as_flattened();
+        for d in &v {
+            assert!(search(section, d, &[]), "member {}", hex::encode(d));
+        }
+        for i in 0..5000u64 {
+            let mut probe = random32(i + 1_000_000);
+            if i % 3 == 0 {
+                // Next to a member: same prefix, different tail.
+                probe = v[(i as usize * 7) % v.len()];
+                probe[31] ^= 1;
+            }
+            assert_eq!(search(section, &probe, &[]), bisect(section, &probe));
+        }
+    }
+    assert!(!search::<32>(&[], &[0; 32], &[]));
+}
+
+fn big_set(n: u64) -> (tempfile::TempDir, PathBuf, Vec<[u8; 32]>) {
+    let mut v: Vec<[u8; 32]> = (0..n).map(random32).collect();
+    v.sort_unstable();
+    let (dir, p, _) = written(Digests {
+        sha256: v.clone(),
+        ..Digests::default()
+    });
+    (dir, p, v)
+}
+
+#[test]
+fn sampled_validation_opens_a_good_set_and_catches_disorder_at_the_ends() {
+    let n = 20_000u64;
+    let (_dir, p, v) = big_set(n);
+    let set = DigestSet::open_with(&p, Validation::Sampled).unwrap();
+    assert_eq!(set.counts(), [0, 0, n]);
+    assert!(set.contains_sha256(&v[12_345]));
+    let mut bytes = std::fs::read(&p).unwrap();
+    let len = bytes.len();
+    // Swap the last two entries.
+    let (a, b) = (len - 64, len - 32);
+    let last: Vec<u8> = bytes[b..].to_vec();
+    bytes.copy_within(a..b, b);
+    bytes[a..b].copy_from_slice(&last);
+    std::fs::write(&p, &bytes).unwrap();
+    match DigestSet::open_with(&p, Validation::Sampled).unwrap_err() {
+        SetError::Unsorted { section, index, .. } => {
+            assert_eq!((section, index), ("sha256", n - 1));
+        }
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn sampled_validation_reads_small_sets_in_full() {
+    let (_dir, p, _) = big_set(100);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mid = HEADER_LEN + 50 * 32;
+    bytes[mid..mid + 32].copy_from_slice(&[0; 32]);
+    std::fs::write(&p, &bytes).unwrap();
+    assert!(matches!(
+        DigestSet::open_with(&p, Validation::Sampled),
+        Err(SetError::Unsorted { index: 50, .. })
+    ));
+}
+
+/// With the bucket index (big sections), lookups agree with bisection, for uniform and for
+/// clustered sets (empty buckets, one crowded bucket, the first and last buckets).
+#[test]
+fn fenced_search_agrees_with_bisection() {
+    let n = FENCE_MIN as u64 + 1000;
+    let uniform: Vec<[u8; 32]> = (0..n).map(random32).collect();
+    let clustered: Vec<[u8; 32]> = (0..n)
+        .map(|i| {
+            let mut d = random32(i);
+            match i % 3 {
+                0 => d[0] = 0x00,
+                1 => d[..2].copy_from_slice(&[0x7f, 0xf0]),
+                _ => d[0] = 0xff,
+            }
+            d
+        })
+        .collect();
+    for mut v in [uniform, clustered] {
+        v.sort_unstable();
+        v.dedup();
+        let section = v.as_flattened();
+        let f = fences(section, 32);
+        assert_eq!(f.len(), FENCES + 1);
+        assert_eq!(f[FENCES], v.len());
+        for (i, d) in v.iter().enumerate().step_by(7) {
+            assert!(search(section, d, &f), "member {i}");
+        }
+        for i in 0..20_000u64 {
+            let mut probe = random32(i + 5_000_000);
+            if i % 2 == 0 {
+                probe = v[(i as usize * 13) % v.len()];
+                probe[31] ^= 1;
+            }
+            assert_eq!(
+                search(section, &probe, &f),
+                bisect(section, &probe),
+                "probe {i}"
+            );
+        }
+    }
+    // Small sections get no index.
+    assert!(fences(&[0u8; 64], 32).is_empty());
+}
+
+#[test]
+fn a_big_set_opens_with_fences_and_answers() {
+    let (_dir, p, v) = big_set(FENCE_MIN as u64 * 2);
+    let set = DigestSet::open_with(&p, Validation::Sampled).unwrap();
+    assert_eq!(set.fences[2].len(), FENCES + 1);
+    assert!(set.fences[0].is_empty());
+    assert!(v.iter().step_by(97).all(|d| set.contains_sha256(d)));
+    assert!(!set.contains_sha256(&random32(u64::MAX / 8)));
+}

@@ -9,12 +9,13 @@
 //! forgotten; [`Arbiter::shutdown`] answers whatever is left.
 
 use crate::cache::Cache;
-use crate::engine::{evaluate_rep, fallback, trusted, Reputation, Verdict};
+use crate::engine::{evaluate_rep, fallback, Verdict};
 use crate::file::FileKey;
-pub use crate::held::{Content, Held, KnownBad, KnownGood, Marks, ProcessInfo, Sink};
+pub use crate::held::{Content, Held, Marks, ProcessInfo, Sink};
 use crate::rules::RuleSet;
+use crate::source::{Findings, Sources, Subject};
 use crate::stats::{Stats, StatsSnapshot};
-use custos_event::{Decision, ExecEvent, Mode, Reason};
+use custos_event::{Decision, ExecEvent, Mode, Reason, SourceRef};
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -61,10 +62,8 @@ fn wall_ns() -> i128 {
 struct PolicyState {
     mode: Mode,
     rules: Arc<RuleSet>,
-    /// Known-bad feeds, if any are loaded.
-    known_bad: Option<Arc<dyn KnownBad>>,
-    /// Package trust, if loaded.
-    known_good: Option<Arc<dyn KnownGood>>,
+    /// Reputation sources, in the order they are asked.
+    sources: Arc<Sources>,
     /// Bumped by every mode or rule change; results computed under an older generation are
     /// neither cached nor marked.
     generation: u64,
@@ -75,8 +74,7 @@ struct Snapshot {
     mode: Mode,
     rules: Arc<RuleSet>,
     generation: u64,
-    known_bad: Option<Arc<dyn KnownBad>>,
-    known_good: Option<Arc<dyn KnownGood>>,
+    sources: Arc<Sources>,
 }
 
 struct Pending<H> {
@@ -106,6 +104,10 @@ struct Answer<'a> {
     path: Option<String>,
     /// Write a decision event.
     log: bool,
+    /// The answers of the sources, to name the one that decided.
+    findings: &'a Findings,
+    /// The sources they came from.
+    sources: &'a Sources,
 }
 
 struct Job {
@@ -162,8 +164,7 @@ impl<H: Held> Arbiter<H> {
             policy: Mutex::new(PolicyState {
                 mode,
                 rules: Arc::new(rules),
-                known_bad: None,
-                known_good: None,
+                sources: Arc::default(),
                 generation: 0,
             }),
             holds: Mutex::new(Holds {
@@ -226,36 +227,45 @@ impl<H: Held> Arbiter<H> {
             mode,
             rules,
             generation,
-            known_good,
-            ..
+            sources,
         } = inner.policy_snapshot();
-        let hit = lock(&inner.cache).get(&key, Instant::now());
-        // A path-dependent hit is judged again for this path, which is read once. If package
-        // trust lists that path but the hit has no MD5 to check it with, it is hashed again.
+        let hit = lock(&inner.cache)
+            .get(&key, Instant::now())
+            .filter(|c| c.generation == generation);
+        // A path-dependent hit is judged again for this path, which is read once: per-path
+        // sources (package trust) are asked again, the others' answers are reused. If that
+        // needs what was not computed then (an MD5, a source not asked), the file is read again.
         let hit = hit.and_then(|c| {
             if !c.verdict.path_dependent {
-                return Some((c, None));
+                return Some((c, None, None));
             }
             let path = held.path();
-            let needs_md5 = c.md5.is_none()
-                && known_good
-                    .as_ref()
-                    .zip(path.as_deref())
-                    .is_some_and(|(g, p)| g.listed(p));
-            (!needs_md5).then_some((c, path))
-        });
-        if let Some((c, path)) = hit {
-            Stats::inc(&inner.stats.cache_hits);
-            let verdict = if c.verdict.path_dependent {
-                let rep = Reputation {
-                    known_bad: c.known_bad,
-                    trusted: trusted(known_good.as_deref(), path.as_deref(), c.md5.as_ref()),
-                };
-                evaluate_rep(&rules, mode, Some(&c.sha256), path.as_deref(), rep)
-            } else {
-                c.verdict
+            let s = Subject {
+                sha256: &c.sha256,
+                md5: c.md5.as_ref(),
+                sha1: None,
+                path: path.as_deref(),
+                size: key.size,
+                content: None,
             };
+            let f = sources.rejudge(&c.findings, &s)?;
+            let v = evaluate_rep(
+                &rules,
+                mode,
+                Some(&c.sha256),
+                path.as_deref(),
+                f.reputation(),
+            );
+            Some((c, Some(v), Some((path, f))))
+        });
+        if let Some((c, rejudged, again)) = hit {
+            Stats::inc(&inner.stats.cache_hits);
+            let verdict = rejudged.unwrap_or(c.verdict);
             let log = inner.first_sight(key, held.pid());
+            let (path, findings) = match again {
+                Some((p, f)) => (p, Arc::new(f)),
+                None => (None, c.findings.clone()),
+            };
             let path = if log && path.is_none() {
                 held.path()
             } else {
@@ -273,6 +283,8 @@ impl<H: Held> Arbiter<H> {
                     generation,
                     path,
                     log,
+                    findings: &findings,
+                    sources: &sources,
                 },
             );
             return;
@@ -345,18 +357,16 @@ impl<H: Held> Arbiter<H> {
         old
     }
 
-    /// Replaces the known-bad feeds (`None`: none); flushes the cache and the kernel marks.
-    pub fn set_known_bad(&self, known_bad: Option<Arc<dyn KnownBad>>) {
+    /// Replaces the reputation sources; flushes the cache and the kernel marks.
+    pub fn set_sources(&self, sources: Sources) {
         let mut p = lock(&self.inner.policy);
-        p.known_bad = known_bad;
+        p.sources = Arc::new(sources);
         self.inner.invalidate(&mut p);
     }
 
-    /// Replaces package trust (`None`: none); flushes the cache and the kernel marks.
-    pub fn set_known_good(&self, known_good: Option<Arc<dyn KnownGood>>) {
-        let mut p = lock(&self.inner.policy);
-        p.known_good = known_good;
-        self.inner.invalidate(&mut p);
+    /// The reputation sources in force.
+    pub fn sources(&self) -> Arc<Sources> {
+        lock(&self.inner.policy).sources.clone()
     }
 
     /// Replaces the rules; flushes the cache and the kernel ignore marks.
@@ -412,8 +422,7 @@ impl<H: Held> Inner<H> {
             mode: p.mode,
             rules: p.rules.clone(),
             generation: p.generation,
-            known_bad: p.known_bad.clone(),
-            known_good: p.known_good.clone(),
+            sources: p.sources.clone(),
         }
     }
 
@@ -495,10 +504,6 @@ impl<H: Held> Inner<H> {
         path: Option<String>,
     ) -> ExecEvent {
         let info = held.process();
-        let feed = v.known_bad.and_then(|i| {
-            let k = lock(&self.policy).known_bad.clone();
-            k.and_then(|k| k.name(i))
-        });
         ExecEvent {
             timestamp: custos_event::timestamp(SystemTime::now()),
             decision: v.decision,
@@ -513,7 +518,7 @@ impl<H: Held> Inner<H> {
             executable: path,
             sha256: sha256.map(str::to_owned),
             error: None,
-            feed,
+            source: None,
         }
     }
 
@@ -529,6 +534,8 @@ impl<H: Held> Inner<H> {
             generation,
             path,
             log,
+            findings,
+            sources,
         } = a;
         if v.decision == Decision::Allow && held.mutable() {
             let f = fallback(mode, Reason::Mutable);
@@ -565,7 +572,17 @@ impl<H: Held> Inner<H> {
                 }
             }
         }
-        let ev = log.then(|| self.event(&held, v, sha256, cached, mode, path));
+        let ev = log.then(|| {
+            let source = v.source.and_then(|i| {
+                Some(SourceRef {
+                    name: sources.name(i)?.to_owned(),
+                    detail: findings.get(i)?.detail.clone(),
+                })
+            });
+            let mut ev = self.event(&held, v, sha256, cached, mode, path);
+            ev.source = source;
+            ev
+        });
         self.count(&v);
         self.answer_raw(held, v.decision);
         if let Some(ev) = ev {

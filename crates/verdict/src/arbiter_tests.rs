@@ -53,7 +53,7 @@ pub(super) struct Fake {
     change_on_ignore: Arc<AtomicBool>,
     data: Vec<u8>,
     delay: Duration,
-    path: String,
+    pub(super) path: String,
     k: Arc<Kernel>,
     answered: bool,
     /// Content that can change after the verdict (an unsealed memfd).
@@ -111,6 +111,13 @@ impl Held for Fake {
     }
     fn remember_deny(&self, _key: &FileKey) {
         self.k.remembered.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Fake {
+    /// Sets the size in the file key (the content limit for scans is checked against it).
+    pub(super) fn key_size(&mut self, size: u64) {
+        self.key.size = size;
     }
 }
 

@@ -3,8 +3,9 @@
 
 use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, Snapshot, RACY_NS};
 use crate::cache::Cached;
-use crate::engine::{evaluate_rep, trusted, Reputation};
-use crate::file::{digests_while, Want};
+use crate::engine::evaluate_rep;
+use crate::file::{read_while, Want};
+use crate::source::{Findings, Subject};
 use crate::stats::Stats;
 use custos_event::Decision;
 use std::time::Instant;
@@ -39,17 +40,17 @@ impl<H: Held> Inner<H> {
             }
             waiting
         };
-        // The sources the digests are computed for. MD5 and SHA-1 only when a feed lists any,
-        // in the same read.
+        // The sources the read is for: MD5 and SHA-1 in the same read only when a source
+        // needs them (package trust only for a listed path), the bytes only for a file small
+        // enough for a content scan.
         let before = self.policy_snapshot();
-        let (known_bad, known_good) = (before.known_bad, before.known_good);
-        let mut want = known_bad.as_ref().map_or(Want::default(), |k| k.want());
-        // Package trust needs the MD5 only for a listed path.
-        want.md5 |= known_good
-            .as_ref()
-            .zip(path.as_deref())
-            .is_some_and(|(g, p)| g.listed(p));
-        let hashed = match digests_while(&mut content, want, &mut keep_going) {
+        let need = before.sources.need(path.as_deref());
+        let want = Want {
+            md5: need.md5,
+            sha1: need.sha1,
+        };
+        let keep = (need.content_up_to >= key.size).then_some(key.size as usize);
+        let hashed = match read_while(&mut content, want, keep, &mut keep_going) {
             Ok(None) => {
                 Stats::inc(&self.stats.abandoned);
                 return;
@@ -63,13 +64,32 @@ impl<H: Held> Inner<H> {
         // the file (or its filesystem, for umount) busy.
         drop(content);
         let mut job = JobResult { key, path };
+        // The sources are asked before the holds are taken off the table (a remote lookup or a
+        // scan can take a while; the deadline thread answers anyone who cannot wait). A hash
+        // rule decides without them.
+        let findings = match &hashed {
+            Ok((d, bytes)) if before.rules.lookup(Some(&d.sha256), None).is_none() => {
+                before.sources.consult(
+                    &Subject {
+                        sha256: &d.sha256,
+                        md5: d.md5.as_ref(),
+                        sha1: d.sha1.as_ref(),
+                        path: job.path.as_deref(),
+                        size: key.size,
+                        content: bytes.as_deref(),
+                    },
+                    false,
+                )
+            }
+            _ => Findings::default(),
+        };
         // The freshest rules answer; a verdict is cached only if nothing changed while hashing
-        // (the sources above must be the ones in force).
+        // (the sources asked must be the ones in force).
         let Snapshot {
             mode,
             rules,
             generation,
-            ..
+            sources,
         } = self.policy_snapshot();
         let unchanged = generation == before.generation;
         let waiting: Vec<Pending<H>> = {
@@ -78,7 +98,7 @@ impl<H: Held> Inner<H> {
             ids.iter().filter_map(|id| h.pending.remove(id)).collect()
         };
         let digests = match hashed {
-            Ok(d) => d,
+            Ok((d, _)) => d,
             Err(e) => {
                 for p in waiting {
                     self.fail(p.held, &e);
@@ -86,25 +106,35 @@ impl<H: Held> Inner<H> {
                 return;
             }
         };
-        let bad = known_bad.as_ref().and_then(|k| k.lookup(&digests));
+        // Findings from sources no longer in force must not be named after the new ones.
+        let sources = if unchanged { sources } else { before.sources };
         let md5 = digests.md5;
         let sha = digests.sha256;
-        let rep_for = |p: Option<&str>| Reputation {
-            known_bad: bad,
-            trusted: trusted(known_good.as_deref(), p, md5.as_ref()),
-        };
         let verdict = evaluate_rep(
             &rules,
             mode,
             Some(&sha),
             job.path.as_deref(),
-            rep_for(job.path.as_deref()),
+            findings.reputation(),
         );
         // A deny may be cached for a racy file (the worst case is a stale deny for the deny TTL);
-        // an allow may not (see RACY_NS).
+        // an allow may not (see RACY_NS). Nor may a verdict that used an answer that can change
+        // on its own (a remote service that did not answer).
         let allows = verdict.decision == Decision::Allow && !verdict.would_deny;
-        let cacheable = stable && unchanged && !(racy && allows);
+        let cacheable = stable && unchanged && !(racy && allows) && !findings.transient();
         let sha: std::sync::Arc<str> = sha.into();
+        let findings = std::sync::Arc::new(findings);
+        let rep_for = |p: Option<&str>| -> Option<Findings> {
+            let s = Subject {
+                sha256: &sha,
+                md5: md5.as_ref(),
+                sha1: None,
+                path: p,
+                size: key.size,
+                content: None,
+            };
+            sources.rejudge(&findings, &s)
+        };
         if cacheable {
             let p = lock(&self.policy);
             if p.generation == generation {
@@ -113,8 +143,9 @@ impl<H: Held> Inner<H> {
                     Cached {
                         verdict,
                         sha256: sha.clone(),
-                        known_bad: bad,
+                        findings: findings.clone(),
                         md5,
+                        generation,
                     },
                     Instant::now(),
                 );
@@ -127,17 +158,18 @@ impl<H: Held> Inner<H> {
             } else {
                 p.held.path()
             };
-            let v = if verdict.path_dependent {
-                evaluate_rep(
-                    &rules,
-                    mode,
-                    Some(&sha),
-                    path.as_deref(),
-                    rep_for(path.as_deref()),
-                )
-            } else {
-                verdict
+            // Another path to the same file is judged for its own path; if that needs what
+            // was not computed, it gets this path's verdict (the file is read again next time).
+            let again = (verdict.path_dependent && i > 0)
+                .then(|| rep_for(path.as_deref()))
+                .flatten();
+            let v = match &again {
+                Some(f) => evaluate_rep(&rules, mode, Some(&sha), path.as_deref(), f.reputation()),
+                None => verdict,
             };
+            let f = again
+                .map(std::sync::Arc::new)
+                .unwrap_or_else(|| findings.clone());
             self.first_sight(p.key, p.held.pid());
             self.conclude(
                 p.held,
@@ -153,6 +185,8 @@ impl<H: Held> Inner<H> {
                     generation,
                     path,
                     log: true,
+                    findings: &f,
+                    sources: &sources,
                 },
             );
         }

@@ -18,10 +18,13 @@ pub struct Cached {
     pub verdict: Verdict,
     /// The content's SHA-256 (shared: a hit must not allocate).
     pub sha256: std::sync::Arc<str>,
-    /// The known-bad set listing this content, for re-evaluating path-dependent verdicts.
-    pub known_bad: Option<u16>,
+    /// Every source's answer, for re-evaluating a path-dependent verdict for another path.
+    pub findings: std::sync::Arc<crate::source::Findings>,
     /// The content's MD5, when it was computed (package trust needs it per path).
     pub md5: Option<[u8; 16]>,
+    /// The policy generation it was computed under: a hit from another generation is ignored
+    /// (its source indices may not be the ones in force).
+    pub generation: u64,
 }
 
 /// The cache.
@@ -100,11 +103,12 @@ mod tests {
                 reason: Reason::ModeDefault,
                 rule_id: None,
                 path_dependent: false,
-                known_bad: None,
+                source: None,
             },
             sha256: "00".into(),
-            known_bad: None,
+            findings: Default::default(),
             md5: None,
+            generation: 0,
         }
     }
 

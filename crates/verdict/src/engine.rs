@@ -16,10 +16,12 @@ pub struct Verdict {
     /// The deciding rule.
     pub rule_id: Option<u64>,
     /// Whether the result could differ for another path to the same file (a path rule decided,
-    /// or no hash rule matched while path rules exist). Such results get no kernel ignore mark.
+    /// no hash rule matched while path rules exist, or a per-path source such as package trust
+    /// was asked). Such results get no kernel ignore mark.
     pub path_dependent: bool,
-    /// The known-bad set that decided ([`crate::KnownBad`] index), for the event.
-    pub known_bad: Option<u16>,
+    /// The reputation source that decided ([`crate::Sources`] index), for the event.
+    #[serde(default, alias = "known_bad")]
+    pub source: Option<u16>,
 }
 
 /// The answer when no verdict can be computed in time or at all.
@@ -36,43 +38,38 @@ pub fn fallback(mode: Mode, reason: Reason) -> Verdict {
         reason,
         rule_id: None,
         path_dependent: true,
-        known_bad: None,
+        source: None,
     }
 }
 
-/// Evaluates a file by hash and resolved path under `mode`.
+/// Evaluates a file by hash and resolved path under `mode`, with no reputation sources.
 ///
 /// - A matching rule decides: allow runs in every mode; block denies in monitor and lockdown
 ///   and is a "would deny" in audit.
 /// - Otherwise the mode default: lockdown denies, audit and monitor allow.
 pub fn evaluate(rules: &RuleSet, mode: Mode, sha256: Option<&str>, path: Option<&str>) -> Verdict {
-    evaluate_with(rules, mode, sha256, path, None)
+    evaluate_rep(rules, mode, sha256, path, Reputation::default())
 }
 
-/// What the reputation sources said about a file.
+/// What the reputation sources decided about a file ([`crate::Findings::reputation`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reputation {
-    /// The known-bad set that lists it.
-    pub known_bad: Option<u16>,
-    /// Package trust: this path and content are what a package shipped.
-    pub trusted: bool,
+    /// The source that decided "known bad".
+    pub bad: Option<u16>,
+    /// The source that decided "trusted".
+    pub good: Option<u16>,
+    /// A per-path source was asked, so another path could get another answer.
+    pub by_path: bool,
 }
 
-/// Package trust for this path and MD5 (false when either is unknown).
-pub(crate) fn trusted(
-    g: Option<&dyn crate::KnownGood>,
-    path: Option<&str>,
-    md5: Option<&[u8; 16]>,
-) -> bool {
-    match (g, path, md5) {
-        (Some(g), Some(p), Some(m)) => g.trusted(p, m),
-        _ => false,
-    }
-}
-
-/// [`evaluate_with`] plus package trust, which allows what would otherwise fall to the mode
-/// default (it matters in lockdown). Rules and known-bad come first; the result depends on
-/// the path.
+/// Evaluates a file with what the reputation sources said. Precedence:
+///
+/// 1. a SHA-256 rule (an admin's explicit word on this content);
+/// 2. known bad: denies in monitor and lockdown, "would deny" in audit;
+/// 3. a path rule (weaker: paths can be spoofed);
+/// 4. trusted: allows where the mode's default denies (lockdown). Elsewhere the plain
+///    default stands, so a monitor-mode allow keeps its kernel mark;
+/// 5. the mode default.
 pub fn evaluate_rep(
     rules: &RuleSet,
     mode: Mode,
@@ -80,35 +77,8 @@ pub fn evaluate_rep(
     path: Option<&str>,
     rep: Reputation,
 ) -> Verdict {
-    let v = evaluate_with(rules, mode, sha256, path, rep.known_bad);
-    // Only where the default denies: elsewhere the plain allow keeps its kernel mark (a
-    // trusted verdict depends on the path, so it gets none).
-    if rep.trusted && v.reason == Reason::ModeDefault && v.decision == Decision::Deny {
-        return Verdict {
-            decision: Decision::Allow,
-            would_deny: false,
-            reason: Reason::PackageTrust,
-            rule_id: None,
-            path_dependent: true,
-            known_bad: None,
-        };
-    }
-    v
-}
-
-/// [`evaluate`] with what the known-bad sets say (`known_bad`: the first set holding one of
-/// the file's digests). Precedence: a hash rule (an admin's explicit word on this content),
-/// then known-bad (denies in monitor and lockdown, "would deny" in audit), then a path rule
-/// (weaker: paths can be spoofed), then the mode default.
-pub fn evaluate_with(
-    rules: &RuleSet,
-    mode: Mode,
-    sha256: Option<&str>,
-    path: Option<&str>,
-    known_bad: Option<u16>,
-) -> Verdict {
     let by_hash = rules.lookup(sha256, None);
-    if let (None, Some(idx)) = (by_hash, known_bad) {
+    if let (None, Some(idx)) = (by_hash, rep.bad) {
         return Verdict {
             decision: if mode == Mode::Audit {
                 Decision::Allow
@@ -118,8 +88,8 @@ pub fn evaluate_with(
             would_deny: mode == Mode::Audit,
             reason: Reason::KnownBad,
             rule_id: None,
-            path_dependent: false,
-            known_bad: Some(idx),
+            path_dependent: rep.by_path,
+            source: Some(idx),
         };
     }
     let path_dependent_if_unmatched = rules.has_path_rules();
@@ -141,20 +111,35 @@ pub fn evaluate_with(
                 reason,
                 rule_id: Some(m.id),
                 path_dependent: !m.by_hash,
-                known_bad: None,
+                source: None,
             }
         }
-        None => Verdict {
-            decision: if mode == Mode::Lockdown {
-                Decision::Deny
-            } else {
-                Decision::Allow
+        None if mode == Mode::Lockdown => match rep.good {
+            Some(idx) => Verdict {
+                decision: Decision::Allow,
+                would_deny: false,
+                reason: Reason::KnownGood,
+                rule_id: None,
+                path_dependent: path_dependent_if_unmatched || rep.by_path,
+                source: Some(idx),
             },
+            // Another path could be trusted where this one is not.
+            None => Verdict {
+                decision: Decision::Deny,
+                would_deny: false,
+                reason: Reason::ModeDefault,
+                rule_id: None,
+                path_dependent: path_dependent_if_unmatched || rep.by_path,
+                source: None,
+            },
+        },
+        None => Verdict {
+            decision: Decision::Allow,
             would_deny: false,
             reason: Reason::ModeDefault,
             rule_id: None,
             path_dependent: path_dependent_if_unmatched,
-            known_bad: None,
+            source: None,
         },
     }
 }
@@ -185,62 +170,69 @@ mod tests {
         (v.decision, v.would_deny, v.reason)
     }
 
+    fn rep(mode: Mode, sha: char, path: &str, r: Reputation) -> Verdict {
+        evaluate_rep(
+            &set(),
+            mode,
+            Some(&sha.to_string().repeat(64)),
+            Some(path),
+            r,
+        )
+    }
+
+    const TRUSTED: Reputation = Reputation {
+        bad: None,
+        good: Some(1),
+        by_path: true,
+    };
+
     #[test]
-    fn package_trust_only_fills_in_for_the_mode_default() {
-        let rep = |mode, sha: char, path: &str, trusted| {
-            let r = Reputation {
-                known_bad: None,
-                trusted,
-            };
-            evaluate_rep(
-                &set(),
-                mode,
-                Some(&sha.to_string().repeat(64)),
-                Some(path),
-                r,
-            )
+    fn trust_only_fills_in_for_the_mode_default() {
+        let v = rep(Mode::Lockdown, 'c', "/usr/bin/x", TRUSTED);
+        assert_eq!(
+            (v.decision, v.reason, v.source),
+            (Decision::Allow, Reason::KnownGood, Some(1))
+        );
+        assert!(v.path_dependent, "a per-path source decided");
+        let untrusted = Reputation {
+            good: None,
+            ..TRUSTED
         };
-        let v = rep(Mode::Lockdown, 'c', "/usr/bin/x", true);
+        let v = rep(Mode::Lockdown, 'c', "/usr/bin/x", untrusted);
+        assert_eq!(v.decision, Decision::Deny);
+        assert!(v.path_dependent, "another path could be trusted");
+        // Trust by content alone (NSRL) holds for every path.
+        let by_content = Reputation {
+            by_path: false,
+            ..TRUSTED
+        };
+        let none = RuleSet::new(vec![]).expect("empty");
+        let v = evaluate_rep(&none, Mode::Lockdown, None, Some("/x"), by_content);
+        assert_eq!((v.reason, v.path_dependent), (Reason::KnownGood, false));
+        // A block rule still blocks a trusted file.
         assert_eq!(
-            (v.decision, v.reason),
-            (Decision::Allow, Reason::PackageTrust)
-        );
-        assert!(v.path_dependent, "trust is for this path");
-        assert_eq!(
-            rep(Mode::Lockdown, 'c', "/usr/bin/x", false).decision,
-            Decision::Deny
-        );
-        // A block rule still blocks a trusted file; a known-bad listing too.
-        assert_eq!(
-            rep(Mode::Lockdown, 'b', "/usr/bin/x", true).reason,
+            rep(Mode::Lockdown, 'b', "/usr/bin/x", TRUSTED).reason,
             Reason::BinaryRule
         );
-        let r = Reputation {
-            known_bad: Some(0),
-            trusted: true,
-        };
-        let v = evaluate_rep(&set(), Mode::Lockdown, Some(&"c".repeat(64)), Some("/x"), r);
-        assert_eq!(v.reason, Reason::KnownBad);
         // In monitor the default allows anyway: no trust verdict, so it stays markable.
-        let none = RuleSet::new(vec![]).expect("empty");
-        let r = Reputation {
-            known_bad: None,
-            trusted: true,
-        };
-        let v = evaluate_rep(&none, Mode::Monitor, Some(&"c".repeat(64)), Some("/x"), r);
+        let v = evaluate_rep(
+            &none,
+            Mode::Monitor,
+            Some(&"c".repeat(64)),
+            Some("/x"),
+            TRUSTED,
+        );
         assert_eq!((v.reason, v.path_dependent), (Reason::ModeDefault, false));
     }
 
     #[test]
     fn known_bad_sits_between_hash_and_path_rules() {
+        let bad = Reputation {
+            bad: Some(0),
+            ..Reputation::default()
+        };
         let kb = |mode, sha: char, path: &str| {
-            let v = evaluate_with(
-                &set(),
-                mode,
-                Some(&sha.to_string().repeat(64)),
-                Some(path),
-                Some(0),
-            );
+            let v = rep(mode, sha, path, bad);
             (v.decision, v.would_deny, v.reason)
         };
         // An explicit hash allow beats the feed.
@@ -258,8 +250,14 @@ mod tests {
             kb(Mode::Audit, 'c', "/x"),
             (Decision::Allow, true, Reason::KnownBad)
         );
-        let v = evaluate_with(&set(), Mode::Monitor, Some(&"c".repeat(64)), None, Some(3));
-        assert_eq!((v.known_bad, v.path_dependent), (Some(3), false));
+        let v = rep(Mode::Monitor, 'c', "/x", bad);
+        assert_eq!((v.source, v.path_dependent), (Some(0), false));
+        // Asked after a per-path source, a known-bad answer holds for this path only.
+        let after = Reputation {
+            by_path: true,
+            ..bad
+        };
+        assert!(rep(Mode::Monitor, 'c', "/x", after).path_dependent);
     }
 
     #[test]

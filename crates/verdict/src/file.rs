@@ -99,8 +99,21 @@ pub fn digests_while(
     want: Want,
     keep_going: &mut dyn FnMut() -> bool,
 ) -> io::Result<Option<FileDigests>> {
+    Ok(read_while(r, want, None, keep_going)?.map(|(d, _)| d))
+}
+
+/// [`digests_while`] that also keeps the bytes read, up to `keep` of them (for a source that
+/// scans content). The content is `None` when the file turned out longer than `keep`.
+pub fn read_while(
+    r: &mut dyn Read,
+    want: Want,
+    keep: Option<usize>,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> io::Result<Option<(FileDigests, Option<Vec<u8>>)>> {
     let mut md5 = want.md5.then(md5::Md5::new);
     let mut sha1 = want.sha1.then(sha1::Sha1::new);
+    let mut content = keep.map(|_| Vec::new());
+    let cap = keep.unwrap_or(0);
     let sha256 = hash_while(
         r,
         &mut |chunk| {
@@ -110,13 +123,23 @@ pub fn digests_while(
             if let Some(h) = sha1.as_mut() {
                 h.update(chunk);
             }
+            if let Some(c) = content.as_mut() {
+                if c.len() + chunk.len() <= cap {
+                    c.extend_from_slice(chunk);
+                } else {
+                    content = None;
+                }
+            }
         },
         keep_going,
     )?;
-    Ok(sha256.map(|sha256| FileDigests {
-        sha256,
-        md5: md5.map(|h| h.finalize().into()),
-        sha1: sha1.map(|h| h.finalize().into()),
+    Ok(sha256.map(|sha256| {
+        let d = FileDigests {
+            sha256,
+            md5: md5.map(|h| h.finalize().into()),
+            sha1: sha1.map(|h| h.finalize().into()),
+        };
+        (d, content)
     }))
 }
 

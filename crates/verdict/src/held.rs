@@ -97,23 +97,3 @@ impl Content for PositionedFile {
         self.0.key()
     }
 }
-
-/// Known-bad hash sets (feeds) as the verdict engine sees them; the file formats live
-/// elsewhere (`custos-reputation`).
-pub trait KnownBad: Send + Sync {
-    /// Which digests besides SHA-256 the sets need.
-    fn want(&self) -> crate::file::Want;
-    /// The index of the first set that lists one of these digests.
-    fn lookup(&self, d: &crate::file::FileDigests) -> Option<u16>;
-    /// The name of set `idx`, for events.
-    fn name(&self, idx: u16) -> Option<String>;
-}
-
-/// Trusted files by path and content (Debian package trust): the file at `path` is what its
-/// package shipped when its MD5 matches.
-pub trait KnownGood: Send + Sync {
-    /// Whether `path` is listed (its MD5 is then needed).
-    fn listed(&self, path: &str) -> bool;
-    /// Whether the file at `path` with this MD5 is trusted.
-    fn trusted(&self, path: &str, md5: &[u8; 16]) -> bool;
-}

@@ -12,13 +12,15 @@ pub mod engine;
 pub mod file;
 pub mod held;
 pub mod rules;
+pub mod source;
 pub mod stats;
 pub mod store;
 
 pub use arbiter::{Arbiter, Options};
-pub use engine::{evaluate, evaluate_rep, evaluate_with, fallback, Reputation, Verdict};
-pub use file::{digests_while, sha256_hex, FileDigests, FileKey, FileType, Want};
-pub use held::{Content, Held, KnownBad, KnownGood, Marks, PositionedFile, ProcessInfo, Sink};
+pub use engine::{evaluate, evaluate_rep, fallback, Reputation, Verdict};
+pub use file::{digests_while, read_while, sha256_hex, FileDigests, FileKey, FileType, Want};
+pub use held::{Content, Held, Marks, PositionedFile, ProcessInfo, Sink};
 pub use rules::{NewRule, Policy, Rule, RuleError, RuleSet, Target};
+pub use source::{Finding, Findings, Need, Opinion, Source, Sources, Subject};
 pub use stats::StatsSnapshot;
 pub use store::{RuleStore, StoreError};

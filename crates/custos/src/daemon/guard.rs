@@ -2,7 +2,7 @@
 //! that everything else needs (the shell, the ELF loader, custos itself) on a watched filesystem.
 
 use custos_event::{Decision, Mode};
-use custos_verdict::{evaluate, sha256_hex, RuleSet};
+use custos_verdict::{evaluate_rep, Reputation, RuleSet, Sources};
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -24,11 +24,13 @@ pub struct Essential {
     pub dev: u64,
     /// Its SHA-256.
     pub sha256: String,
+    /// What the reputation sources say about it (package trust lets lockdown run it).
+    pub rep: Reputation,
 }
 
-/// Resolves the essential files that exist here and hashes those on `devs` (the others cannot
-/// be denied, so hashing them would only slow every rule change down).
-pub fn essentials(devs: &HashSet<u64>) -> Vec<Essential> {
+/// Resolves the essential files that exist here and judges those on `devs` by the reputation
+/// `sources` (the others cannot be denied, so reading them would only slow every rule change).
+pub fn essentials(devs: &HashSet<u64>, sources: &Sources) -> Vec<Essential> {
     ESSENTIAL
         .iter()
         .filter_map(|p| {
@@ -38,8 +40,17 @@ pub fn essentials(devs: &HashSet<u64>) -> Vec<Essential> {
             if !devs.contains(&dev) {
                 return None;
             }
-            let sha256 = sha256_hex(&mut f).ok()?;
-            Some(Essential { path, dev, sha256 })
+            let p = path.to_string_lossy().into_owned();
+            let size = f.metadata().ok()?.len();
+            let (d, findings) = sources
+                .read_and_consult(&mut f, size, Some(&p), false)
+                .ok()?;
+            Some(Essential {
+                path,
+                dev,
+                sha256: d.sha256,
+                rep: findings.reputation(),
+            })
         })
         .collect()
 }
@@ -56,7 +67,8 @@ pub fn blockers(
         .filter(|e| watched_devs.contains(&e.dev))
         .filter(|e| {
             let path = e.path.to_string_lossy();
-            evaluate(rules, mode, Some(&e.sha256), Some(&path)).decision == Decision::Deny
+            evaluate_rep(rules, mode, Some(&e.sha256), Some(&path), e.rep).decision
+                == Decision::Deny
         })
         .map(|e| e.path.clone())
         .collect()
@@ -89,19 +101,25 @@ fn listed(paths: &[PathBuf]) -> String {
 /// `Err` with an explanation when running in `mode` under `rules` would deny an essential
 /// program: lockdown without allows for them, or monitor with a block rule over one of them
 /// (rules edited while the agent was down are only checked here).
-pub fn check_mode(rules: &RuleSet, mode: Mode, watched: &[PathBuf]) -> Result<(), String> {
+pub fn check_mode(
+    rules: &RuleSet,
+    mode: Mode,
+    watched: &[PathBuf],
+    sources: &Sources,
+) -> Result<(), String> {
     if mode == Mode::Audit {
         return Ok(());
     }
     let devs = watched_devs(watched);
-    let blockers = blockers(rules, mode, &devs, &essentials(&devs));
+    let blockers = blockers(rules, mode, &devs, &essentials(&devs, sources));
     if blockers.is_empty() {
         return Ok(());
     }
     let advice = match mode {
         Mode::Lockdown => {
-            "Add allow rules for them first (custos rule add --file PATH --allow), or watch only \
-             the filesystems that need lockdown ([exec] watch)"
+            "Add allow rules for them first (custos rule add --file PATH --allow), let package \
+             trust vouch for them (reputation.dpkg), or watch only the filesystems that need \
+             lockdown ([exec] watch)"
         }
         _ => "Remove or narrow the block rule that matches them (custos rule list)",
     };
@@ -139,12 +157,13 @@ pub fn check_rule_change(
     new: &RuleSet,
     mode: Mode,
     watched: &[PathBuf],
+    sources: &Sources,
 ) -> Result<(), String> {
     if mode == Mode::Audit {
         return Ok(());
     }
     let devs = watched_devs(watched);
-    let blockers = new_blockers(old, new, mode, &devs, &essentials(&devs));
+    let blockers = new_blockers(old, new, mode, &devs, &essentials(&devs, sources));
     if blockers.is_empty() {
         return Ok(());
     }
@@ -176,6 +195,7 @@ mod tests {
             path: PathBuf::from(path),
             dev,
             sha256: std::iter::repeat_n(c, 64).collect(),
+            rep: Reputation::default(),
         }
     }
     fn allow(id: u64, t: Target) -> Rule {
@@ -224,6 +244,26 @@ mod tests {
         ])
         .expect("rules");
         assert!(blockers(&rules, Mode::Lockdown, &HashSet::from([1]), &files).is_empty());
+    }
+
+    #[test]
+    fn trusted_essentials_do_not_block_lockdown() {
+        let mut dash = ess("/usr/bin/dash", 1, 'a');
+        dash.rep = Reputation {
+            good: Some(0),
+            by_path: true,
+            ..Reputation::default()
+        };
+        let files = [dash, ess("/usr/lib/ld.so", 1, 'b')];
+        assert_eq!(
+            blockers(
+                &RuleSet::default(),
+                Mode::Lockdown,
+                &HashSet::from([1]),
+                &files
+            ),
+            vec![PathBuf::from("/usr/lib/ld.so")]
+        );
     }
 
     #[test]
@@ -279,9 +319,9 @@ mod tests {
             .iter()
             .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.dev()))
             .collect();
-        let e = essentials(&all_devs);
+        let e = essentials(&all_devs, &Sources::default());
         assert!(
-            essentials(&HashSet::new()).is_empty(),
+            essentials(&HashSet::new(), &Sources::default()).is_empty(),
             "nothing hashed off watched devices"
         );
         assert!(e.iter().any(|f| is_self(&f.path)), "{e:?}");

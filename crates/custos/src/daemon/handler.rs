@@ -3,10 +3,9 @@
 use super::guard;
 use super::output::Output;
 use custos_config::Config;
-use custos_control::{EvaluateReply, Handler, Reply, ReputationStatus, Request, StatusReply};
-use custos_event::Mode;
+use custos_control::{Handler, Reply, ReputationStatus, Request, StatusReply};
 use custos_sensor_fanotify::{follow, Group, WatchedFs};
-use custos_verdict::{evaluate_rep, Arbiter, Reputation, RuleSet, RuleStore, Target};
+use custos_verdict::{Arbiter, RuleSet, RuleStore};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -25,40 +24,8 @@ pub struct Daemon {
     /// Serialises rule and mode changes: the rule set applied is always the one last stored,
     /// and the lockdown guard always judges the rules and mode that will be in force.
     pub rule_lock: Mutex<()>,
-    /// Package trust, for `status`.
-    pub dpkg_status: super::dpkg::StatusSlot,
-    /// Known-bad feeds, for `status`.
-    pub feeds_status: super::dpkg::StatusSlot,
-}
-
-/// The verdict for a hash and path under every mode, with the deciding rule, given what the
-/// reputation sources said (`known_bad`: a feed lists the file; `trusted`: package trust).
-pub fn evaluate_all(
-    rules: &RuleSet,
-    mode: Mode,
-    sha256: &str,
-    path: Option<&str>,
-    known_bad: bool,
-    trusted: bool,
-) -> EvaluateReply {
-    let rep = Reputation {
-        known_bad: known_bad.then_some(0),
-        trusted,
-    };
-    let per_mode: Vec<_> = Mode::ALL
-        .into_iter()
-        .map(|m| (m, evaluate_rep(rules, m, Some(sha256), path, rep)))
-        .collect();
-    let now = evaluate_rep(rules, mode, Some(sha256), path, rep);
-    let rule = now
-        .rule_id
-        .and_then(|id| rules.rules().iter().find(|r| r.id == id).cloned());
-    EvaluateReply {
-        mode,
-        now,
-        per_mode,
-        rule,
-    }
+    /// The reputation sources.
+    pub sources: Arc<super::sources::Registry>,
 }
 
 impl Daemon {
@@ -82,7 +49,13 @@ impl Daemon {
     fn rule_change_check(&self) -> impl FnOnce(&RuleSet) -> Result<(), String> + '_ {
         let mode = self.arbiter.mode();
         move |new| {
-            guard::check_rule_change(&self.arbiter.rules(), new, mode, &self.watched_mounts())
+            guard::check_rule_change(
+                &self.arbiter.rules(),
+                new,
+                mode,
+                &self.watched_mounts(),
+                &self.arbiter.sources(),
+            )
         }
     }
 
@@ -108,16 +81,7 @@ impl Daemon {
             read_errors: self.group.stats().read_errors.load(Relaxed),
             telemetry: self.telemetry.status(),
             reputation: ReputationStatus {
-                dpkg: self
-                    .dpkg_status
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone(),
-                feeds: self
-                    .feeds_status
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone(),
+                sources: self.sources.status(),
             },
         }
     }
@@ -165,7 +129,12 @@ impl Handler for Daemon {
                 let _g = self.rule_lock.lock().unwrap_or_else(|p| p.into_inner());
                 if m != self.arbiter.mode() {
                     let rules = self.arbiter.rules();
-                    if let Err(e) = guard::check_mode(&rules, m, &self.watched_mounts()) {
+                    if let Err(e) = guard::check_mode(
+                        &rules,
+                        m,
+                        &self.watched_mounts(),
+                        &self.arbiter.sources(),
+                    ) {
                         tracing::warn!(to = %m, "mode change refused: {e}");
                         return Reply::err(e);
                     }
@@ -175,41 +144,22 @@ impl Handler for Daemon {
                 tracing::info!(from = %old, to = %m, "mode changed");
                 Reply::ok(serde_json::json!({ "mode": m, "previous": old }))
             }
-            Request::ReloadFeeds {} => {
-                let _g = self.rule_lock.lock().unwrap_or_else(|p| p.into_inner());
-                match super::feeds::load(&self.cfg.state_dir) {
-                    Ok(k) => {
-                        let n = k.is_some();
-                        *self.feeds_status.lock().unwrap_or_else(|p| p.into_inner()) =
-                            super::feeds::describe(k.as_deref());
-                        self.arbiter.set_known_bad(k);
-                        tracing::info!("known-bad feeds reloaded");
-                        Reply::ok(serde_json::json!({ "loaded": n }))
+            Request::ReloadReputation {} => {
+                match super::sources::load_databases(&self.sources, &self.cfg) {
+                    Ok(()) => {
+                        tracing::info!("reputation databases reloaded");
+                        Reply::ok(serde_json::json!({ "reloaded": true }))
                     }
-                    Err(e) => {
-                        tracing::error!("feeds not reloaded: {e}");
-                        Reply::err(format!("feeds not reloaded, the previous ones stay: {e}"))
-                    }
+                    Err(e) => Reply::err(format!("not reloaded, the previous state stays: {e}")),
                 }
             }
-            Request::Evaluate {
-                sha256,
-                path,
-                known_bad,
-                trusted,
-            } => {
-                let Ok(Target::Sha256(sha)) = Target::Sha256(sha256).validated() else {
-                    return Reply::err("evaluate: sha256 must be 64 hex digits");
-                };
+            Request::Inspect { path } => {
                 let rules = self.arbiter.rules();
-                Reply::ok(evaluate_all(
-                    &rules,
-                    self.arbiter.mode(),
-                    &sha,
-                    path.as_deref(),
-                    known_bad,
-                    trusted,
-                ))
+                let sources = self.arbiter.sources();
+                match super::sources::inspect(&sources, &rules, self.arbiter.mode(), &path) {
+                    Ok(r) => Reply::ok(r),
+                    Err(e) => Reply::err(e),
+                }
             }
         }
     }

@@ -1,18 +1,16 @@
 //! `custos run`: wires config, rules, the fanotify sensor, the arbiter, the event output and the
 //! control socket together, then reads events until SIGTERM/SIGINT.
 
-mod dpkg;
-mod feeds;
 mod guard;
 mod guardian;
 mod handler;
 mod output;
 mod records;
+mod sources;
 mod telemetry;
 mod unseen;
 
-pub use feeds::essential_in;
-pub use handler::evaluate_all;
+pub use sources::{essential_in, inspect, offline};
 
 use anyhow::{bail, Context};
 use custos_config::{Config, Unseen};
@@ -63,6 +61,19 @@ fn serve(
             .context("cannot install signal handler")?;
     }
     let max_pending = raise_fd_limit();
+    // Loaded before anything is watched: nothing waits on an exec meanwhile. Changes reach the
+    // arbiter once it exists.
+    let engine: Arc<std::sync::OnceLock<Arc<Arbiter<unseen::AnyHeld>>>> = Arc::default();
+    let publish_to = engine.clone();
+    let registry = Arc::new(sources::Registry::new(
+        cfg.reputation.order.clone(),
+        move |list| {
+            if let Some(a) = publish_to.get() {
+                a.set_sources(list);
+            }
+        },
+    ));
+    let loaded = sources::load_all(&registry, &cfg);
     let output = output::Output::open(&cfg.events)?;
     let group = Group::new()?;
     let entries = mounts::read_mountinfo().context("cannot read /proc/self/mountinfo")?;
@@ -76,12 +87,6 @@ fn serve(
         bail!("no filesystem could be watched");
     }
     let mounts: Vec<_> = watched.iter().map(|w| w.mount.clone()).collect();
-    guard::check_mode(
-        &rules,
-        mode,
-        &guard::covered(&mounts, holds_unwatched(&cfg)),
-    )
-    .map_err(anyhow::Error::msg)?;
     let controls = unseen::SharedControls::default();
     let arbiter = Arc::new(Arbiter::new(
         Options {
@@ -102,31 +107,20 @@ fn serve(
             controls: controls.clone(),
         }),
     )?);
-    let dpkg_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let dpkg_status: dpkg::StatusSlot = Arc::new(Mutex::new("off".into()));
-    if cfg.reputation.dpkg {
-        dpkg::start(
-            arbiter.clone(),
-            cfg.reputation.dpkg_info.clone(),
-            dpkg_stop.clone(),
-            dpkg_status.clone(),
-        )
-        .context("cannot start package trust")?;
-    }
-    let feeds_status: dpkg::StatusSlot = Arc::new(Mutex::new(String::new()));
-    let feeds_now = match feeds::load(&cfg.state_dir) {
-        Ok(k) => {
-            let d = feeds::describe(k.as_deref());
-            arbiter.set_known_bad(k);
-            d
-        }
-        // The agent still runs (rules, modes); status and the log say why there are no feeds.
-        Err(e) => {
-            tracing::error!("known-bad feeds not loaded: {e}");
-            format!("none: {e}")
-        }
-    };
-    *feeds_status.lock().unwrap_or_else(|p| p.into_inner()) = feeds_now;
+    let _ = engine.set(arbiter.clone());
+    // The sources are in force before the first exec is read, and the guard judges with them
+    // (package trust lets lockdown run the shell).
+    arbiter.set_sources(registry.sources());
+    guard::check_mode(
+        &arbiter.rules(),
+        mode,
+        &guard::covered(&mounts, holds_unwatched(&cfg)),
+        &arbiter.sources(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let sources_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    sources::follow(&registry, &cfg, loaded, sources_stop.clone())
+        .context("cannot start following the reputation sources")?;
     let n_rules = arbiter.rules().rules().len();
     let watched_live: follow::Watched = Arc::new(Mutex::new(watched));
     let telemetry = if cfg.telemetry.process {
@@ -153,8 +147,7 @@ fn serve(
         group: group.clone(),
         telemetry: telemetry.clone(),
         rule_lock: Mutex::new(()),
-        dpkg_status,
-        feeds_status,
+        sources: registry,
     });
     custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;
     if discovering {
@@ -173,7 +166,7 @@ fn serve(
     tracing::info!("stopping: answering pending execs");
     // The sensor first: holds it already reported reach the arbiter, which answers them all.
     daemon.telemetry.stop();
-    dpkg_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sources_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     arbiter.shutdown();
     daemon.telemetry.answer_leftovers(arbiter.mode());
     drop(guardian);

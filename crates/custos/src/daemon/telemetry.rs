@@ -305,7 +305,7 @@ impl Telemetry {
             executable: Some(e.path.clone()),
             sha256: None,
             error: None,
-            feed: None,
+            source: None,
         };
         w.output.emit_line(ev.to_ecs().to_string());
     }
