@@ -2,7 +2,7 @@
 //! (`sorter`) into a set file in a work directory, which is checked in full and only then
 //! renamed into the store with its metadata.
 
-use crate::hashset::{self, DigestSet, SetError, Validation, HEADER_LEN};
+use crate::hashset::{self, SetError, HEADER_LEN};
 use crate::nsrl::{
     at_text, info_path, io, nsrl_dir, set_path, DigestKind, ImportOptions, NsrlError, NsrlFormat,
     NsrlInfo, Phase, Progress, RejectReason, RejectedRow, LEGACY_COLUMNS, MAX_EXAMPLES,
@@ -199,9 +199,7 @@ fn build<const N: usize>(
             path: file.to_owned(),
         });
     }
-    verify::<N>(out, &hashset::header(counts))?;
-    // And the reader accepts it (header, length, sampled order).
-    DigestSet::open_with(out, Validation::Sampled)?;
+    verify::<N>(out, &hashset::header(counts), stats.unique)?;
     Ok(Built {
         table,
         rows,
@@ -213,9 +211,25 @@ fn build<const N: usize>(
 }
 
 /// Re-reads a written set with plain reads (a mapping would count the whole file as our RSS):
-/// the header must be `header`, and every entry greater than the one before.
-fn verify<const N: usize>(path: &Path, header: &[u8; HEADER_LEN]) -> Result<(), NsrlError> {
+/// the header must be `header`, every entry greater than the one before, `count` entries
+/// and no partial one (the same checks as `DigestSet::open` with `Validation::Full`).
+fn verify<const N: usize>(
+    path: &Path,
+    header: &[u8; HEADER_LEN],
+    count: u64,
+) -> Result<(), NsrlError> {
     let f = File::open(path).map_err(io("cannot open", path))?;
+    let len = f.metadata().map_err(io("cannot stat", path))?.len();
+    let expected = HEADER_LEN as u64 + count * N as u64;
+    if len != expected {
+        return Err(SetError::WrongLength {
+            path: path.to_owned(),
+            counts: [0, 0, count],
+            expected: Some(expected),
+            actual: len,
+        }
+        .into());
+    }
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut h = [0u8; HEADER_LEN];
     r.read_exact(&mut h).map_err(io("cannot read", path))?;
@@ -241,6 +255,9 @@ fn verify<const N: usize>(path: &Path, header: &[u8; HEADER_LEN]) -> Result<(), 
         }
         prev = Some(d);
         i += 1;
+    }
+    if i != count {
+        return Err(corrupt(i).into());
     }
     Ok(())
 }
