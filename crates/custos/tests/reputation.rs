@@ -165,7 +165,7 @@ fn a_remote_known_malicious_answer_blocks() {
         return;
     }
     let (port, hits) = serve(sha256_of(&tagged("remote-says-malicious")), false);
-    let sb = Sandbox::started("monitor", &hashlookup_config(port, 1000));
+    let mut sb = Sandbox::started("monitor", &hashlookup_config(port, 1000));
     let bad = unique_true(&sb, "remote-says-malicious");
     let good = unique_true(&sb, "remote-does-not-know");
     settle();
@@ -185,6 +185,17 @@ fn a_remote_known_malicious_answer_blocks() {
     let asked = hits.load(std::sync::atomic::Ordering::SeqCst);
     assert_denied(&bad);
     assert_runs(&good);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), asked);
+    // The answers outlive the agent: saved at stop, loaded at start, used without asking.
+    assert!(sb.stop().success());
+    let saved =
+        std::fs::read_to_string(sb.dir.path().join("state/hashlookup-cache.jsonl")).unwrap();
+    assert!(
+        saved.contains(&sha256_of(&tagged("remote-says-malicious"))),
+        "{saved}"
+    );
+    sb.start();
+    assert_denied(&bad);
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), asked);
 }
 

@@ -119,7 +119,7 @@ fn serve(
     )
     .map_err(anyhow::Error::msg)?;
     let sources_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    sources::follow(&registry, &cfg, loaded, sources_stop.clone())
+    sources::follow(&registry, &cfg, &loaded, sources_stop.clone())
         .context("cannot start following the reputation sources")?;
     let n_rules = arbiter.rules().rules().len();
     let watched_live: follow::Watched = Arc::new(Mutex::new(watched));
@@ -167,6 +167,7 @@ fn serve(
     // The sensor first: holds it already reported reach the arbiter, which answers them all.
     daemon.telemetry.stop();
     sources_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    loaded.save(&daemon.cfg);
     arbiter.shutdown();
     daemon.telemetry.answer_leftovers(arbiter.mode());
     drop(guardian);

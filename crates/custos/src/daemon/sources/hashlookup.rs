@@ -112,17 +112,33 @@ pub fn load(reg: &Registry, cfg: &Config) -> Option<Arc<Remote>> {
     Some(remote)
 }
 
-/// Saves the answers every ten minutes and once more at `stop`.
+/// Saves the answers to the state dir (atomically); a failure is only logged.
+pub fn save(remote: &Remote, state_dir: &Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    // The state dir only exists once something was stored in it.
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir);
+    if let Err(e) = made {
+        tracing::warn!(
+            "hashlookup answers not saved: cannot create {}: {e}",
+            state_dir.display()
+        );
+        return;
+    }
+    if let Err(e) = remote.client.save_cache(&cache_file(state_dir)) {
+        tracing::warn!("hashlookup answers not saved: {}", chain(e));
+    }
+}
+
+/// Saves the answers every ten minutes until `stop` (the agent saves them once more as it
+/// stops).
 pub fn follow(
     remote: Arc<Remote>,
     state_dir: PathBuf,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    let save = move || {
-        if let Err(e) = remote.client.save_cache(&cache_file(&state_dir)) {
-            tracing::warn!("hashlookup answers not saved: {}", chain(e));
-        }
-    };
     std::thread::Builder::new()
         .name("custos-hashlookup".into())
         .spawn(move || {
@@ -130,11 +146,10 @@ pub fn follow(
             while !stop.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(500));
                 if last.elapsed() >= Duration::from_secs(600) {
-                    save();
+                    save(&remote, &state_dir);
                     last = Instant::now();
                 }
             }
-            save();
         })?;
     Ok(())
 }

@@ -159,6 +159,15 @@ pub struct Loaded {
     remote: Option<Arc<hashlookup::Remote>>,
 }
 
+impl Loaded {
+    /// Saves what is worth keeping across a restart (the remote lookup's answers).
+    pub fn save(&self, cfg: &Config) {
+        if let Some(r) = &self.remote {
+            hashlookup::save(r, &cfg.state_dir);
+        }
+    }
+}
+
 /// Loads every configured source once. A source that does not load is not fatal: the agent
 /// runs with the others and `status` says why.
 pub fn load_all(reg: &Registry, cfg: &Config) -> Loaded {
@@ -188,7 +197,7 @@ pub fn load_all(reg: &Registry, cfg: &Config) -> Loaded {
 pub fn follow(
     reg: &Arc<Registry>,
     cfg: &Config,
-    loaded: Loaded,
+    loaded: &Loaded,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     if reg.wants(SourceName::Dpkg) && cfg.reputation.dpkg {
@@ -197,8 +206,8 @@ pub fn follow(
     if reg.wants(SourceName::Yara) {
         yara::follow(reg.clone(), cfg.clone(), stop.clone())?;
     }
-    if let Some(remote) = loaded.remote {
-        hashlookup::follow(remote, cfg.state_dir.clone(), stop)?;
+    if let Some(remote) = &loaded.remote {
+        hashlookup::follow(remote.clone(), cfg.state_dir.clone(), stop)?;
     }
     Ok(())
 }
