@@ -160,10 +160,11 @@ impl ReputationConfig {
         if !(1..=60_000).contains(&self.hashlookup.timeout_ms) {
             return Err(bad("reputation.hashlookup.timeout_ms", range));
         }
-        if !(1..=4096).contains(&self.yara.max_scan_mb) {
+        // Each hashing thread may hold one file this large in memory.
+        if !(1..=256).contains(&self.yara.max_scan_mb) {
             return Err(bad(
                 "reputation.yara.max_scan_mb",
-                "must be between 1 and 4096",
+                "must be between 1 and 256",
             ));
         }
         if self.hashlookup.cache_entries == 0 {
@@ -177,6 +178,13 @@ impl ReputationConfig {
                 return Err(bad(
                     "reputation.hashlookup.url",
                     &format!("{u:?} must start with http:// or https://"),
+                ));
+            }
+            if self.hashlookup.trust_known && !u.starts_with("https://") {
+                return Err(bad(
+                    "reputation.hashlookup.trust_known",
+                    "needs an https:// url: over plain http anyone on the path could make any \
+                     file trusted",
                 ));
             }
         }
@@ -212,7 +220,7 @@ mod tests {
             rules_dir = "/etc/custos/yara"
             max_scan_mb = 4
             [reputation.hashlookup]
-            url = "http://127.0.0.1:8080"
+            url = "https://127.0.0.1:8080"
             trust_known = true
             "#,
         )
@@ -235,6 +243,9 @@ mod tests {
         assert!(e.contains("reputation.hashlookup.timeout_ms"), "{e}");
         let e = parse("[reputation.hashlookup]\nurl = \"ftp://x\"").unwrap_err();
         assert!(e.contains("http://"), "{e}");
+        let e =
+            parse("[reputation.hashlookup]\nurl = \"http://x\"\ntrust_known = true").unwrap_err();
+        assert!(e.contains("trust_known") && e.contains("https"), "{e}");
         let e = parse("[reputation.yara]\nrules_dir = \"rules\"").unwrap_err();
         assert!(e.contains("reputation.yara.rules_dir"), "{e}");
     }

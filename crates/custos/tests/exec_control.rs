@@ -191,83 +191,69 @@ fn control_socket_is_root_only() {
 }
 
 #[test]
-fn lockdown_that_would_deny_custos_itself_is_refused() {
+fn custos_vouches_for_itself_so_lockdown_cannot_lock_it_out() {
     if !root_or_skip() {
         return;
     }
-    // The agent runs from a copy on the watched tmpfs, so its own binary is at stake.
+    // The agent runs from a copy on the watched tmpfs, so its own binary is at stake. The
+    // built-in `essential` source trusts it by path in lockdown: no allow rule is needed.
     let mut sb = Sandbox::new("monitor", "");
     let agent = sb.install(BIN, "custos");
-    assert_start_refused(&sb, &agent, &["--mode", "lockdown"], "refusing lockdown");
-
     sb.start_binary(&agent);
-    let o = sb.cli(&["mode", "lockdown"]);
-    assert!(!o.status.success());
-    assert!(
-        stderr_of(&o).contains("refusing lockdown"),
-        "{}",
-        stderr_of(&o)
-    );
-    assert_eq!(sb.ok(&["mode"]).trim(), "monitor");
-
-    sb.ok(&["rule", "add", "--file", agent.to_str().unwrap(), "--allow"]);
     sb.ok(&["mode", "lockdown"]);
-    // `custos` from the tmpfs still starts under lockdown.
     let v = retry_txtbsy(|| std::process::Command::new(&agent).arg("--version").output()).unwrap();
     assert!(v.status.success());
     assert_denied(&sb.install("/bin/true", "unknown"));
+    let info = sb.ok(&["fileinfo", agent.to_str().unwrap()]);
+    assert!(info.contains("(known_good, by essential)"), "{info}");
+
+    // A copy of it elsewhere is just an unknown program.
+    let copy = sb.install(BIN, "custos-copy");
+    assert_denied(&copy);
+
+    // Rules still apply, so a block rule on it is refused while it would deny it.
+    let agent_s = agent.to_str().unwrap();
+    let o = sb.cli(&["rule", "add", "--file", agent_s, "--block"]);
+    assert!(!o.status.success());
+    let e = stderr_of(&o);
+    assert!(
+        e.contains("refusing rule change in lockdown") && e.contains(agent_s),
+        "{e}"
+    );
+    let o = sb.cli(&["rule", "add", "--path", agent_s, "--block"]);
+    assert!(!o.status.success(), "a path block beats trust too");
+    assert_eq!(sb.ok(&["mode"]).trim(), "lockdown");
+    assert!(
+        retry_txtbsy(|| std::process::Command::new(&agent).arg("--version").status())
+            .unwrap()
+            .success()
+    );
 }
 
 #[test]
-fn in_lockdown_a_rule_change_that_would_deny_custos_itself_is_refused() {
+fn a_block_rule_over_custos_itself_is_refused() {
     if !root_or_skip() {
         return;
     }
-    // As above: the agent runs from a copy on the watched tmpfs.
     let mut sb = Sandbox::new("monitor", "");
     let agent = sb.install(BIN, "custos");
+    let agent_s = agent.to_str().unwrap().to_owned();
     sb.start_binary(&agent);
-    let agent_s = agent.to_str().unwrap();
-    sb.ok(&["rule", "add", "--file", agent_s, "--allow"]);
-    let rules: serde_json::Value =
-        serde_json::from_str(&sb.ok(&["rule", "list", "--json"])).unwrap();
-    let id = rules[0]["id"].as_u64().unwrap().to_string();
-    sb.ok(&["mode", "lockdown"]);
-    let file_before = fs::read(sb.dir.path().join("state/rules.json")).unwrap();
-
-    let o = sb.cli(&["rule", "remove", &id]);
-    assert!(!o.status.success());
-    let e = stderr_of(&o);
-    assert!(e.contains("refusing") && e.contains(agent_s), "{e}");
-    let list = sb.ok(&["rule", "list", "--json"]);
-    let rules: serde_json::Value = serde_json::from_str(&list).unwrap();
-    assert_eq!(rules.as_array().unwrap().len(), 1, "{list}");
-    assert_eq!(rules[0]["id"].as_u64().unwrap().to_string(), id);
-    assert_eq!(
-        fs::read(sb.dir.path().join("state/rules.json")).unwrap(),
-        file_before
-    );
-    assert_eq!(sb.ok(&["mode"]).trim(), "lockdown");
-    let v = retry_txtbsy(|| std::process::Command::new(&agent).arg("--version").output()).unwrap();
-    assert!(v.status.success());
-
-    // A path block on it is harmless (the hash allow wins) and is accepted.
-    sb.ok(&["rule", "add", "--path", agent_s, "--block"]);
-    assert_eq!(sb.ok(&["mode"]).trim(), "lockdown");
-
-    // In monitor the path block would then deny custos: removing the allow is refused there too.
-    sb.ok(&["mode", "monitor"]);
-    let o = sb.cli(&["rule", "remove", &id]);
-    assert!(!o.status.success());
+    for target in ["--file", "--path"] {
+        let o = sb.cli(&["rule", "add", target, &agent_s, "--block"]);
+        assert!(!o.status.success());
+        let e = stderr_of(&o);
+        assert!(e.contains("refusing rule change in monitor"), "{e}");
+    }
     assert!(
-        stderr_of(&o).contains("refusing rule change in monitor"),
-        "{}",
-        stderr_of(&o)
+        sb.ok(&["rule", "list"]).trim().is_empty() || !sb.ok(&["rule", "list"]).contains("block")
     );
-    // Without the block rule (id + 1), the allow can go: monitor allows unknown programs.
-    let block_id = (id.parse::<u64>().unwrap() + 1).to_string();
-    sb.ok(&["rule", "remove", &block_id]);
-    sb.ok(&["rule", "remove", &id]);
+
+    // A block rule written while the agent was down stops it from starting.
+    assert!(sb.stop().success());
+    let o = sb.cli(&["rule", "add", "--file", &agent_s, "--block"]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert_start_refused(&sb, &agent, &[], "refusing monitor");
 }
 
 /// True when every thread of `pid` is stopped (state `T`).

@@ -77,7 +77,12 @@ fn a_feed_blocks_what_it_lists_and_a_bad_one_changes_nothing() {
     let info: serde_json::Value =
         serde_json::from_str(&sb.ok(&["fileinfo", by_md5.to_str().unwrap(), "--json"])).unwrap();
     assert_eq!(info["deciding"], "feeds", "{info}");
-    let answer = &info["sources"][0];
+    let answer = info["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["source"] == "feeds")
+        .unwrap();
     assert_eq!(
         (&answer["source"], &answer["opinion"], &answer["detail"]),
         (&"feeds".into(), &"bad".into(), &"abuse".into()),

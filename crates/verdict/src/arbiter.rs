@@ -9,7 +9,7 @@
 //! forgotten; [`Arbiter::shutdown`] answers whatever is left.
 
 use crate::cache::Cache;
-use crate::engine::{evaluate_rep, fallback, Verdict};
+use crate::engine::{evaluate_rep, fallback, trust_counts, Verdict};
 use crate::file::FileKey;
 pub use crate::held::{Content, Held, Marks, ProcessInfo, Sink};
 use crate::rules::RuleSet;
@@ -99,6 +99,9 @@ struct Answer<'a> {
     /// A kernel ignore mark may follow an allow: the verdict holds for every path to this
     /// content, and the content was stable and old enough to trust its key (see `RACY_NS`).
     markable: bool,
+    /// The verdict does not expire on its own (no answer with a time limit went into it): a
+    /// deny may be remembered in the kernel.
+    lasting: bool,
     mode: Mode,
     generation: u64,
     path: Option<String>,
@@ -114,12 +117,15 @@ struct Job {
     key: FileKey,
     content: Box<dyn Content>,
     path: Option<String>,
+    /// The hold the file is read for (`path` is its path).
+    leader: u64,
 }
 
 /// What is left of a job once its content is hashed and closed.
 struct JobResult {
     key: FileKey,
     path: Option<String>,
+    leader: u64,
 }
 
 struct Inner<H> {
@@ -189,7 +195,13 @@ impl<H: Held> Arbiter<H> {
                     .name(format!("custos-hash-{i}"))
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
-                            inner.work(job);
+                            // A panic (a bug, or a source's parser on a crafted file) must not
+                            // take the thread, or the execs waiting on this file, with it.
+                            let key = job.key;
+                            let run = std::panic::AssertUnwindSafe(|| inner.work(job));
+                            if std::panic::catch_unwind(run).is_err() {
+                                inner.abandon(key);
+                            }
                         }
                     })?,
             );
@@ -232,6 +244,7 @@ impl<H: Held> Arbiter<H> {
         let hit = lock(&inner.cache)
             .get(&key, Instant::now())
             .filter(|c| c.generation == generation);
+        let trust = trust_counts(mode);
         // A path-dependent hit is judged again for this path, which is read once: per-path
         // sources (package trust) are asked again, the others' answers are reused. If that
         // needs what was not computed then (an MD5, a source not asked), the file is read again.
@@ -248,7 +261,7 @@ impl<H: Held> Arbiter<H> {
                 size: key.size,
                 content: None,
             };
-            let f = sources.rejudge(&c.findings, &s)?;
+            let f = sources.rejudge(&c.findings, &s, trust)?;
             let v = evaluate_rep(
                 &rules,
                 mode,
@@ -278,7 +291,8 @@ impl<H: Held> Arbiter<H> {
                     verdict,
                     sha256: Some(&c.sha256),
                     cached: true,
-                    markable: !verdict.path_dependent,
+                    markable: !verdict.path_dependent && c.until.is_none(),
+                    lasting: c.until.is_none(),
                     mode,
                     generation,
                     path,
@@ -323,18 +337,23 @@ impl<H: Held> Arbiter<H> {
             match h.inflight.entry(key) {
                 Entry::Occupied(mut e) => {
                     e.get_mut().push(id);
-                    false
+                    None
                 }
                 Entry::Vacant(e) => {
                     e.insert(vec![id]);
-                    true
+                    Some(id)
                 }
             }
         };
-        if leader {
+        if let Some(leader) = leader {
             if let Some(tx) = lock(&self.jobs).as_ref() {
                 // A send error means shutdown; the hold is answered there.
-                let _ = tx.send(Job { key, content, path });
+                let _ = tx.send(Job {
+                    key,
+                    content,
+                    path,
+                    leader,
+                });
             }
         }
     }
@@ -479,6 +498,22 @@ impl<H: Held> Inner<H> {
         self.sink.emit(ev);
     }
 
+    /// After a worker panicked on `key`: answers whoever waits on it with the fallback, and
+    /// retires the in-flight entry so the next exec starts afresh.
+    fn abandon(&self, key: FileKey) {
+        Stats::inc(&self.stats.errors);
+        tracing::error!(?key, "verdict worker panicked; answering with the fallback");
+        let waiting: Vec<Pending<H>> = {
+            let mut h = lock(&self.holds);
+            let ids = h.inflight.remove(&key).unwrap_or_default();
+            ids.iter().filter_map(|id| h.pending.remove(id)).collect()
+        };
+        for p in waiting {
+            let msg = "internal error while judging this file".to_owned();
+            self.fallback_answer(p.held, Reason::Error, Some(msg));
+        }
+    }
+
     /// Answers a hold that could not be examined.
     fn fail(&self, held: H, err: &io::Error) {
         self.fallback_answer(held, Reason::Error, Some(err.to_string()));
@@ -536,6 +571,7 @@ impl<H: Held> Inner<H> {
             log,
             findings,
             sources,
+            lasting,
         } = a;
         if v.decision == Decision::Allow && held.mutable() {
             let f = fallback(mode, Reason::Mutable);
@@ -543,7 +579,7 @@ impl<H: Held> Inner<H> {
                 v = f;
             }
         }
-        if v.decision == Decision::Deny && !v.path_dependent {
+        if v.decision == Decision::Deny && !v.path_dependent && lasting {
             let p = lock(&self.policy);
             if p.generation == generation {
                 held.remember_deny(&key);

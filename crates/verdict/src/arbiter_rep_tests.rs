@@ -85,7 +85,7 @@ impl Source for Src {
             Finding {
                 opinion: self.opinion,
                 detail: Some(format!("{} says so", self.name)),
-                transient: false,
+                valid_for: None,
             }
         } else {
             Finding::unknown(None)
@@ -137,8 +137,9 @@ fn a_known_bad_md5_denies_in_monitor_and_names_the_source() {
 
 #[test]
 fn sources_are_asked_in_order_until_one_decides() {
+    // In lockdown, where a trusted answer counts.
     let k = Arc::new(Kernel::default());
-    let a = arbiter(&k, Mode::Monitor, vec![], 2000);
+    let a = arbiter(&k, Mode::Lockdown, vec![], 2000);
     let good = Arc::new(Src {
         md5: Some(md5_of(b"pkg")),
         ..Src::new("nsrl", Opinion::Good)
@@ -157,7 +158,7 @@ fn sources_are_asked_in_order_until_one_decides() {
     );
     // The other order: the scan is asked first, gets the content, and denies.
     let k = Arc::new(Kernel::default());
-    let a = arbiter(&k, Mode::Monitor, vec![], 2000);
+    let a = arbiter(&k, Mode::Lockdown, vec![], 2000);
     a.set_sources(sources(&[&scan, &good]));
     a.submit(k.held(10, 1, b"pkg", 0));
     assert_eq!(k.wait_answers(1), vec![(10, Decision::Deny)]);
@@ -200,7 +201,7 @@ fn content_over_the_scan_limit_is_not_given_to_the_source() {
 }
 
 #[test]
-fn an_answer_that_may_change_is_not_cached() {
+fn a_failed_answer_is_retried_after_its_time_and_never_marked() {
     let k = Arc::new(Kernel::default());
     let a = arbiter(&k, Mode::Monitor, vec![], 2000);
     let remote = Arc::new(Src {
@@ -212,8 +213,14 @@ fn an_answer_that_may_change_is_not_cached() {
     k.wait_answers(1);
     a.submit(k.held(11, 1, b"new", 0));
     k.wait_answers(2);
-    assert_eq!(a.stats().hashed, 2, "asked again next time");
-    assert_eq!(k.ignores.load(Ordering::SeqCst), 0, "no kernel mark either");
+    assert_eq!(a.stats().hashed, 1, "cached for a while");
+    assert_eq!(k.ignores.load(Ordering::SeqCst), 0, "but never marked");
+    // Once its time is up, the file is read and the service asked again.
+    lock(&a.inner.cache).clear_expired_for_test();
+    a.submit(k.held(12, 1, b"new", 0));
+    k.wait_answers(3);
+    assert_eq!(a.stats().hashed, 2);
+    assert_eq!(remote.asked.load(Ordering::SeqCst), 2);
 }
 
 #[test]
@@ -251,6 +258,79 @@ fn per_path_trust_is_judged_again_for_each_path_without_reading_again() {
         0,
         "deny not kept for the inode"
     );
+}
+
+/// A source whose parser blows up on the file.
+struct Panics;
+impl Source for Panics {
+    fn name(&self) -> &str {
+        "yara"
+    }
+    fn need(&self, _path: Option<&str>) -> Need {
+        Need::default()
+    }
+    fn judge(&self, _s: &Subject<'_>) -> Finding {
+        panic!("crafted file");
+    }
+}
+
+#[test]
+fn a_panicking_source_fails_that_answer_only_and_the_workers_survive() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Monitor, vec![], 2000);
+    let feed = Arc::new(Src {
+        md5: Some(md5_of(b"evil")),
+        ..Src::new("feeds", Opinion::Bad)
+    });
+    a.set_sources(Sources::new(vec![
+        Arc::new(Panics),
+        feed as Arc<dyn Source>,
+    ]));
+    // More files than workers: a dead worker would leave the later ones to the deadline.
+    for i in 0..6 {
+        a.submit(k.held(10 + i, 1 + i as u64, format!("f{i}").as_bytes(), 0));
+    }
+    a.submit(k.held(20, 50, b"evil", 0));
+    let got = k.wait_answers(7);
+    assert!(
+        got.contains(&(20, Decision::Deny)),
+        "later sources still answer: {got:?}"
+    );
+    let ev = lock(&k.events).clone();
+    assert!(ev.iter().all(|e| e.reason != Reason::Deadline), "{ev:?}");
+}
+
+#[test]
+fn in_monitor_trust_does_not_stop_the_search_for_bad() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Monitor, vec![], 2000);
+    let dpkg = Arc::new(Src {
+        md5: Some(md5_of(b"nc")),
+        at: Some("/usr/bin/nc"),
+        ..Src::new("dpkg", Opinion::Good)
+    });
+    let scan = Arc::new(Src {
+        scan: Some(b"nc"),
+        ..Src::new("yara", Opinion::Bad)
+    });
+    a.set_sources(sources(&[&dpkg, &scan]));
+    let mut h = k.held(10, 1, b"nc", 0);
+    h.path = "/usr/bin/nc".into();
+    a.submit(h);
+    assert_eq!(k.wait_answers(1), vec![(10, Decision::Deny)]);
+    assert_eq!(
+        dpkg.asked.load(Ordering::SeqCst),
+        0,
+        "vouching does not count here"
+    );
+    // In lockdown the package's word counts and decides first.
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Lockdown, vec![], 2000);
+    a.set_sources(sources(&[&dpkg, &scan]));
+    let mut h = k.held(10, 1, b"nc", 0);
+    h.path = "/usr/bin/nc".into();
+    a.submit(h);
+    assert_eq!(k.wait_answers(1), vec![(10, Decision::Allow)]);
 }
 
 #[test]

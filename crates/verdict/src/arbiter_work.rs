@@ -3,11 +3,12 @@
 
 use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, Snapshot, RACY_NS};
 use crate::cache::Cached;
-use crate::engine::evaluate_rep;
+use crate::engine::{evaluate_rep, fallback, trust_counts};
 use crate::file::{read_while, Want};
 use crate::source::{Findings, Subject};
 use crate::stats::Stats;
 use custos_event::Decision;
+use custos_event::Reason;
 use std::time::Instant;
 
 impl<H: Held> Inner<H> {
@@ -17,6 +18,7 @@ impl<H: Held> Inner<H> {
             key,
             mut content,
             path,
+            leader,
         } = job;
         let racy = key.ctime_ns >= wall_ns() - RACY_NS;
         // Give up as soon as nobody waits for this hash any more (all answered by the deadline),
@@ -44,7 +46,8 @@ impl<H: Held> Inner<H> {
         // needs them (package trust only for a listed path), the bytes only for a file small
         // enough for a content scan.
         let before = self.policy_snapshot();
-        let need = before.sources.need(path.as_deref());
+        let trust = trust_counts(before.mode);
+        let need = before.sources.need(path.as_deref(), trust);
         let want = Want {
             md5: need.md5,
             sha1: need.sha1,
@@ -63,7 +66,7 @@ impl<H: Held> Inner<H> {
         // Close our handle before answering: once the exec is answered nothing of ours may keep
         // the file (or its filesystem, for umount) busy.
         drop(content);
-        let mut job = JobResult { key, path };
+        let mut job = JobResult { key, path, leader };
         // The sources are asked before the holds are taken off the table (a remote lookup or a
         // scan can take a while; the deadline thread answers anyone who cannot wait). A hash
         // rule decides without them.
@@ -78,6 +81,7 @@ impl<H: Held> Inner<H> {
                         size: key.size,
                         content: bytes.as_deref(),
                     },
+                    trust,
                     false,
                 )
             }
@@ -92,15 +96,17 @@ impl<H: Held> Inner<H> {
             sources,
         } = self.policy_snapshot();
         let unchanged = generation == before.generation;
-        let waiting: Vec<Pending<H>> = {
+        let waiting: Vec<(u64, Pending<H>)> = {
             let mut h = lock(&self.holds);
             let ids = h.inflight.remove(&job.key).unwrap_or_default();
-            ids.iter().filter_map(|id| h.pending.remove(id)).collect()
+            ids.iter()
+                .filter_map(|id| Some((*id, h.pending.remove(id)?)))
+                .collect()
         };
         let digests = match hashed {
             Ok((d, _)) => d,
             Err(e) => {
-                for p in waiting {
+                for (_, p) in waiting {
                     self.fail(p.held, &e);
                 }
                 return;
@@ -118,10 +124,12 @@ impl<H: Held> Inner<H> {
             findings.reputation(),
         );
         // A deny may be cached for a racy file (the worst case is a stale deny for the deny TTL);
-        // an allow may not (see RACY_NS). Nor may a verdict that used an answer that can change
-        // on its own (a remote service that did not answer).
+        // an allow may not (see RACY_NS). A verdict that used an answer with a time limit (a
+        // remote service's) is cached only that long, and never marked in the kernel.
         let allows = verdict.decision == Decision::Allow && !verdict.would_deny;
-        let cacheable = stable && unchanged && !(racy && allows) && !findings.transient();
+        let cacheable = stable && unchanged && !(racy && allows);
+        let valid_for = findings.valid_for();
+        let lasting = valid_for.is_none();
         let sha: std::sync::Arc<str> = sha.into();
         let findings = std::sync::Arc::new(findings);
         let rep_for = |p: Option<&str>| -> Option<Findings> {
@@ -133,7 +141,7 @@ impl<H: Held> Inner<H> {
                 size: key.size,
                 content: None,
             };
-            sources.rejudge(&findings, &s)
+            sources.rejudge(&findings, &s, trust)
         };
         if cacheable {
             let p = lock(&self.policy);
@@ -146,25 +154,37 @@ impl<H: Held> Inner<H> {
                         findings: findings.clone(),
                         md5,
                         generation,
+                        until: valid_for.map(|d| Instant::now() + d),
                     },
                     Instant::now(),
                 );
             }
         }
         let mut leader_path = job.path.take();
-        for (i, p) in waiting.into_iter().enumerate() {
-            let path = if i == 0 {
+        for (id, p) in waiting {
+            // The hold the file was read for (it may have been answered by its deadline).
+            let leader = id == job.leader;
+            let path = if leader {
                 leader_path.take()
             } else {
                 p.held.path()
             };
-            // Another path to the same file is judged for its own path; if that needs what
-            // was not computed, it gets this path's verdict (the file is read again next time).
-            let again = (verdict.path_dependent && i > 0)
+            // Another path to the same file is judged for its own path. If that needs what was
+            // not computed (an MD5, a scan), it gets the stricter of this verdict and the
+            // mode's fallback; the file is read again next time.
+            let again = (verdict.path_dependent && !leader)
                 .then(|| rep_for(path.as_deref()))
                 .flatten();
             let v = match &again {
                 Some(f) => evaluate_rep(&rules, mode, Some(&sha), path.as_deref(), f.reputation()),
+                None if verdict.path_dependent && !leader => {
+                    let fb = fallback(mode, Reason::Error);
+                    if verdict.decision == Decision::Deny || fb.decision == Decision::Allow {
+                        verdict
+                    } else {
+                        fb
+                    }
+                }
                 None => verdict,
             };
             let f = again
@@ -180,7 +200,8 @@ impl<H: Held> Inner<H> {
                     cached: false,
                     // A file changed while being read (or too recently to tell) was judged on
                     // what was read, but gets no mark.
-                    markable: !v.path_dependent && cacheable,
+                    markable: !v.path_dependent && cacheable && lasting,
+                    lasting,
                     mode,
                     generation,
                     path,

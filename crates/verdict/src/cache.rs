@@ -25,6 +25,8 @@ pub struct Cached {
     /// The policy generation it was computed under: a hit from another generation is ignored
     /// (its source indices may not be the ones in force).
     pub generation: u64,
+    /// When it stops holding (an answer with a time limit went into it).
+    pub until: Option<Instant>,
 }
 
 /// The cache.
@@ -49,7 +51,8 @@ impl Cache {
     pub fn get(&mut self, key: &FileKey, now: Instant) -> Option<Cached> {
         let (c, at) = self.map.get(key)?;
         let expired = (c.verdict.decision == Decision::Deny || c.verdict.would_deny)
-            && now.duration_since(*at) >= self.deny_ttl;
+            && now.duration_since(*at) >= self.deny_ttl
+            || c.until.is_some_and(|u| now >= u);
         if expired {
             self.map.remove(key);
             return None;
@@ -63,6 +66,12 @@ impl Cache {
             self.map.clear();
         }
         self.map.insert(key, (value, now));
+    }
+
+    /// Moves every time-limited entry past its limit (tests).
+    #[cfg(test)]
+    pub fn clear_expired_for_test(&mut self) {
+        self.map.retain(|_, (c, _)| c.until.is_none());
     }
 
     /// Empties the cache.
@@ -109,6 +118,7 @@ mod tests {
             findings: Default::default(),
             md5: None,
             generation: 0,
+            until: None,
         }
     }
 

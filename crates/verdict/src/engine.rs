@@ -51,6 +51,12 @@ pub fn evaluate(rules: &RuleSet, mode: Mode, sha256: Option<&str>, path: Option<
     evaluate_rep(rules, mode, sha256, path, Reputation::default())
 }
 
+/// Whether a trusted answer counts in `mode`: only where the default denies (lockdown).
+/// Elsewhere only bad answers are looked for.
+pub fn trust_counts(mode: Mode) -> bool {
+    mode == Mode::Lockdown
+}
+
 /// What the reputation sources decided about a file ([`crate::Findings::reputation`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reputation {

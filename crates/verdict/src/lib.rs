@@ -17,7 +17,7 @@ pub mod stats;
 pub mod store;
 
 pub use arbiter::{Arbiter, Options};
-pub use engine::{evaluate, evaluate_rep, fallback, Reputation, Verdict};
+pub use engine::{evaluate, evaluate_rep, fallback, trust_counts, Reputation, Verdict};
 pub use file::{digests_while, read_while, sha256_hex, FileDigests, FileKey, FileType, Want};
 pub use held::{Content, Held, Marks, PositionedFile, ProcessInfo, Sink};
 pub use rules::{NewRule, Policy, Rule, RuleError, RuleSet, Target};

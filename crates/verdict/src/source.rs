@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a verdict that used a failed answer is cached before the source is asked again.
+pub const RETRY_FAILED: Duration = Duration::from_secs(30);
 
 /// What one source says about a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,10 +41,11 @@ pub struct Finding {
     /// Why, in the source's words: the feed, the YARA rule, the service's verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// The answer may be different next time (a remote service did not answer): a verdict
-    /// that used it is not cached.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub transient: bool,
+    /// How long the answer holds (a remote service's answer has a TTL; one that did not
+    /// answer is retried soon). `None`: as long as the file is unchanged. A verdict that used
+    /// an answer with a limit is cached only that long and never marked in the kernel.
+    #[serde(skip)]
+    pub valid_for: Option<Duration>,
 }
 
 impl Finding {
@@ -48,7 +53,7 @@ impl Finding {
         Finding {
             opinion,
             detail: detail.into(),
-            transient: false,
+            valid_for: None,
         }
     }
 
@@ -72,12 +77,15 @@ impl Finding {
         Finding::new(Opinion::Bad, detail)
     }
 
-    /// The source could not answer this time (unknown, not cached).
+    /// The source could not answer this time: unknown, asked again after [`RETRY_FAILED`].
     pub fn failed(detail: String) -> Finding {
-        Finding {
-            transient: true,
-            ..Finding::new(Opinion::Unknown, detail)
-        }
+        Finding::new(Opinion::Unknown, detail).valid_for(RETRY_FAILED)
+    }
+
+    /// The same answer, holding only for `d`.
+    pub fn valid_for(mut self, d: Duration) -> Finding {
+        self.valid_for = Some(d);
+        self
     }
 }
 
@@ -134,7 +142,10 @@ pub trait Source: Send + Sync {
     /// Short name for events, `status` and config (`feeds`, `dpkg`, `nsrl`, `yara`, …).
     fn name(&self) -> &str;
     /// Whether the answer depends on the path as well as the content (package trust): such a
-    /// source is asked again for every path that reaches the same file.
+    /// source is asked again for every path that reaches the same file, on the thread that
+    /// found the cached verdict, so its `judge` must be a cheap in-memory lookup. A per-path
+    /// source only vouches (good, known or unknown); it is not asked where trust does not
+    /// count.
     fn by_path(&self) -> bool {
         false
     }
@@ -168,7 +179,8 @@ pub struct Findings {
 }
 
 impl Findings {
-    /// The decision's input for the engine.
+    /// The decision's input for the engine, for findings gathered with this `trust`
+    /// ([`Sources::consult`]).
     pub fn reputation(&self) -> crate::engine::Reputation {
         let opinion = self
             .deciding
@@ -181,15 +193,43 @@ impl Findings {
         }
     }
 
-    /// Whether any answer may change on its own (not cacheable).
-    pub fn transient(&self) -> bool {
-        self.each.iter().flatten().any(|f| f.transient)
+    /// What decides in a mode where trust does not count, from findings gathered with `all`
+    /// (`fileinfo`): the first bad answer.
+    pub fn reputation_without_trust(&self) -> crate::engine::Reputation {
+        let bad = self
+            .each
+            .iter()
+            .position(|f| f.as_ref().is_some_and(|f| f.opinion == Opinion::Bad));
+        crate::engine::Reputation {
+            bad: bad.and_then(|i| u16::try_from(i).ok()),
+            ..crate::engine::Reputation::default()
+        }
+    }
+
+    /// How long these answers hold together: the shortest limit among them.
+    pub fn valid_for(&self) -> Option<Duration> {
+        self.each.iter().flatten().filter_map(|f| f.valid_for).min()
     }
 
     /// The finding of source `idx`.
     pub fn get(&self, idx: u16) -> Option<&Finding> {
         self.each.get(usize::from(idx))?.as_ref()
     }
+}
+
+/// Asks one source; a panic in it (a parser bug on a crafted file) is its failure, not the
+/// hashing thread's.
+fn guarded(src: &dyn Source, s: &Subject<'_>) -> Finding {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| src.judge(s))).unwrap_or_else(|_| {
+        tracing::error!(
+            source = src.name(),
+            "source panicked; answer taken as failed"
+        );
+        Finding::failed(format!(
+            "{} failed on this file (internal error)",
+            src.name()
+        ))
+    })
 }
 
 impl Sources {
@@ -218,18 +258,31 @@ impl Sources {
         self.0.get(usize::from(idx)).map(|s| s.name())
     }
 
-    /// What one read must produce for every source, for a file at `path`.
-    pub fn need(&self, path: Option<&str>) -> Need {
+    /// What one read must produce for every source that will be asked, for a file at `path`
+    /// (per-path sources only where trust counts).
+    pub fn need(&self, path: Option<&str>, trust: bool) -> Need {
         self.0
             .iter()
+            .filter(|s| trust || !s.by_path())
             .fold(Need::default(), |n, s| n.union(s.need(path)))
     }
 
-    /// Asks the sources in order. With `all`, every source is asked (for `fileinfo`); the
-    /// first definite answer decides either way.
-    pub fn consult(&self, s: &Subject<'_>, all: bool) -> Findings {
-        self.walk(|_, src| Some(src.judge(s)), all)
-            .unwrap_or_default()
+    /// Asks the sources in order. With `trust` (the mode's default denies, so a trusted
+    /// answer counts), the first definite answer decides; without it only a bad one does and
+    /// per-path sources, which only vouch, are not asked. With `all`, every source is asked
+    /// (for `fileinfo`); what decides is the same.
+    pub fn consult(&self, s: &Subject<'_>, trust: bool, all: bool) -> Findings {
+        self.walk(
+            |_, src| {
+                if !all && !trust && src.by_path() {
+                    return Some(None);
+                }
+                Some(Some(guarded(src, s)))
+            },
+            trust,
+            all,
+        )
+        .unwrap_or_default()
     }
 
     /// Reads `r` (a file of `size` bytes at `path`) once with everything the sources need and
@@ -240,9 +293,10 @@ impl Sources {
         r: &mut dyn std::io::Read,
         size: u64,
         path: Option<&str>,
+        trust: bool,
         all: bool,
     ) -> std::io::Result<(crate::FileDigests, Findings)> {
-        let need = self.need(path);
+        let need = self.need(path, trust || all);
         let want = crate::Want {
             md5: need.md5,
             sha1: need.sha1,
@@ -261,6 +315,7 @@ impl Sources {
                 size,
                 content: content.as_deref(),
             },
+            trust,
             all,
         );
         Ok((d, findings))
@@ -269,26 +324,32 @@ impl Sources {
     /// The findings for another path to a file already judged: content answers are taken from
     /// `prior`, per-path sources are asked again with `s` (which has no content). `None` when
     /// a content source that must be asked now was not asked then (the file must be read again).
-    pub fn rejudge(&self, prior: &Findings, s: &Subject<'_>) -> Option<Findings> {
+    pub fn rejudge(&self, prior: &Findings, s: &Subject<'_>, trust: bool) -> Option<Findings> {
         self.walk(
             |i, src| {
-                if src.by_path() {
+                if src.by_path() && !trust {
+                    Some(None)
+                } else if src.by_path() {
                     let need = src.need(s.path);
                     if (need.md5 && s.md5.is_none()) || (need.sha1 && s.sha1.is_none()) {
                         return None;
                     }
-                    Some(src.judge(s))
+                    Some(Some(guarded(src, s)))
                 } else {
-                    prior.each.get(i).cloned().flatten()
+                    Some(Some(prior.each.get(i).cloned().flatten()?))
                 }
             },
+            trust,
             false,
         )
     }
 
+    /// Walks the sources in order; `ask` gives a source's answer, `Some(None)` to skip it, or
+    /// `None` to give up. `trust`: whether a good answer decides.
     fn walk(
         &self,
-        mut ask: impl FnMut(usize, &dyn Source) -> Option<Finding>,
+        mut ask: impl FnMut(usize, &dyn Source) -> Option<Option<Finding>>,
+        trust: bool,
         all: bool,
     ) -> Option<Findings> {
         let mut f = Findings {
@@ -299,10 +360,17 @@ impl Sources {
             if f.deciding.is_some() && !all {
                 break;
             }
-            let answer = ask(i, src.as_ref())?;
+            let Some(answer) = ask(i, src.as_ref())? else {
+                continue;
+            };
             if f.deciding.is_none() {
-                f.by_path |= src.by_path();
-                if answer.opinion.is_definite() {
+                f.by_path |= src.by_path() && trust;
+                let decides = match answer.opinion {
+                    Opinion::Bad => true,
+                    Opinion::Good => trust,
+                    Opinion::Known | Opinion::Unknown => false,
+                };
+                if decides {
                     f.deciding = u16::try_from(i).ok();
                 }
             }

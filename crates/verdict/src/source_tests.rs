@@ -62,7 +62,7 @@ fn the_first_definite_answer_decides_and_known_passes_on() {
     let feeds = fixed("feeds", Finding::bad("abuse".to_owned()), false);
     let yara = fixed("yara", Finding::bad("r".to_owned()), false);
     let s = list(&[&nsrl, &feeds, &yara]);
-    let f = s.consult(&subject(None), false);
+    let f = s.consult(&subject(None), true, false);
     assert_eq!(f.deciding, Some(1));
     assert_eq!(f.each[0].as_ref().map(|f| f.opinion), Some(Opinion::Known));
     assert!(f.each[2].is_none(), "not asked after a decision");
@@ -70,7 +70,7 @@ fn the_first_definite_answer_decides_and_known_passes_on() {
     let r = f.reputation();
     assert_eq!((r.bad, r.good, r.by_path), (Some(1), None, false));
     // `all`: everyone answers (fileinfo); the first definite one still decides.
-    let f = s.consult(&subject(None), true);
+    let f = s.consult(&subject(None), true, true);
     assert_eq!(f.deciding, Some(1));
     assert_eq!(yara.asked.load(Ordering::SeqCst), 1);
     assert_eq!(s.names(), vec!["nsrl", "feeds", "yara"]);
@@ -81,17 +81,17 @@ fn per_path_sources_mark_the_findings_and_are_asked_again() {
     let dpkg = fixed("dpkg", Finding::good("package".to_owned()), true);
     let yara = fixed("yara", Finding::bad("r".to_owned()), false);
     let s = list(&[&dpkg, &yara]);
-    let at_ls = s.consult(&subject(Some("/usr/bin/ls")), false);
+    let at_ls = s.consult(&subject(Some("/usr/bin/ls")), true, false);
     assert_eq!((at_ls.deciding, at_ls.by_path), (Some(0), true));
     assert_eq!(at_ls.reputation().good, Some(0));
     // Another path needs the scan, which was not done for /usr/bin/ls: read again.
-    assert!(s.rejudge(&at_ls, &subject(Some("/tmp/ls"))).is_none());
+    assert!(s.rejudge(&at_ls, &subject(Some("/tmp/ls")), true).is_none());
     // Judged first at /tmp/ls (scanned), it can be judged at /usr/bin/ls from the cache.
-    let at_tmp = s.consult(&subject(Some("/tmp/ls")), false);
+    let at_tmp = s.consult(&subject(Some("/tmp/ls")), true, false);
     assert_eq!(at_tmp.deciding, Some(1));
     assert!(at_tmp.by_path, "dpkg was asked before yara decided");
     let again = s
-        .rejudge(&at_tmp, &subject(Some("/usr/bin/ls")))
+        .rejudge(&at_tmp, &subject(Some("/usr/bin/ls")), true)
         .expect("no new read needed");
     assert_eq!(again.deciding, Some(0));
     assert_eq!(
@@ -104,14 +104,35 @@ fn per_path_sources_mark_the_findings_and_are_asked_again() {
         md5: None,
         ..subject(Some("/usr/bin/ls"))
     };
-    assert!(s.rejudge(&at_tmp, &no_md5).is_none());
+    assert!(s.rejudge(&at_tmp, &no_md5, true).is_none());
 }
 
 #[test]
-fn failed_answers_make_the_findings_transient() {
+fn failed_answers_limit_how_long_the_findings_hold() {
     let remote = fixed("hashlookup", Finding::failed("timed out".into()), false);
-    let f = list(&[&remote]).consult(&subject(None), false);
-    assert!(f.transient());
+    let known = fixed(
+        "nsrl",
+        Finding::known(None).valid_for(std::time::Duration::from_secs(3600)),
+        false,
+    );
+    let f = list(&[&known, &remote]).consult(&subject(None), true, false);
+    assert_eq!(f.valid_for(), Some(RETRY_FAILED), "the shortest limit");
     assert_eq!(f.deciding, None);
-    assert!(!Findings::default().transient());
+    assert_eq!(Findings::default().valid_for(), None);
+}
+
+#[test]
+fn without_trust_only_bad_decides_and_per_path_sources_are_skipped() {
+    let dpkg = fixed("dpkg", Finding::good("package".to_owned()), true);
+    let nsrl = fixed("nsrl", Finding::good("trusted".to_owned()), false);
+    let yara = fixed("yara", Finding::bad("r".to_owned()), false);
+    let s = list(&[&dpkg, &nsrl, &yara]);
+    let f = s.consult(&subject(Some("/usr/bin/ls")), false, false);
+    assert_eq!((f.deciding, f.by_path), (Some(2), false));
+    assert!(f.each[0].is_none(), "dpkg only vouches: not asked");
+    assert!(!s.need(Some("/usr/bin/ls"), false).md5);
+    // fileinfo asks everyone and works out each mode from the same answers.
+    let all = s.consult(&subject(Some("/usr/bin/ls")), true, true);
+    assert_eq!(all.reputation().good, Some(0));
+    assert_eq!(all.reputation_without_trust().bad, Some(2));
 }

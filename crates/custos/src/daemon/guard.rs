@@ -2,7 +2,7 @@
 //! that everything else needs (the shell, the ELF loader, custos itself) on a watched filesystem.
 
 use custos_event::{Decision, Mode};
-use custos_verdict::{evaluate_rep, Reputation, RuleSet, Sources};
+use custos_verdict::{evaluate_rep, trust_counts, Reputation, RuleSet, Sources};
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -30,7 +30,12 @@ pub struct Essential {
 
 /// Resolves the essential files that exist here and judges those on `devs` by the reputation
 /// `sources` (the others cannot be denied, so reading them would only slow every rule change).
-pub fn essentials(devs: &HashSet<u64>, sources: &Sources) -> Vec<Essential> {
+/// Only where trust counts (lockdown) are the sources asked: elsewhere they could only deny,
+/// and sources that would deny these programs are refused when they load.
+pub fn essentials(devs: &HashSet<u64>, sources: &Sources, mode: Mode) -> Vec<Essential> {
+    let none = Sources::default();
+    let trust = trust_counts(mode);
+    let sources = if trust { sources } else { &none };
     ESSENTIAL
         .iter()
         .filter_map(|p| {
@@ -43,7 +48,7 @@ pub fn essentials(devs: &HashSet<u64>, sources: &Sources) -> Vec<Essential> {
             let p = path.to_string_lossy().into_owned();
             let size = f.metadata().ok()?.len();
             let (d, findings) = sources
-                .read_and_consult(&mut f, size, Some(&p), false)
+                .read_and_consult(&mut f, size, Some(&p), trust, false)
                 .ok()?;
             Some(Essential {
                 path,
@@ -111,7 +116,7 @@ pub fn check_mode(
         return Ok(());
     }
     let devs = watched_devs(watched);
-    let blockers = blockers(rules, mode, &devs, &essentials(&devs, sources));
+    let blockers = blockers(rules, mode, &devs, &essentials(&devs, sources, mode));
     if blockers.is_empty() {
         return Ok(());
     }
@@ -163,7 +168,7 @@ pub fn check_rule_change(
         return Ok(());
     }
     let devs = watched_devs(watched);
-    let blockers = new_blockers(old, new, mode, &devs, &essentials(&devs, sources));
+    let blockers = new_blockers(old, new, mode, &devs, &essentials(&devs, sources, mode));
     if blockers.is_empty() {
         return Ok(());
     }
@@ -319,9 +324,9 @@ mod tests {
             .iter()
             .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.dev()))
             .collect();
-        let e = essentials(&all_devs, &Sources::default());
+        let e = essentials(&all_devs, &Sources::default(), Mode::Lockdown);
         assert!(
-            essentials(&HashSet::new(), &Sources::default()).is_empty(),
+            essentials(&HashSet::new(), &Sources::default(), Mode::Lockdown).is_empty(),
             "nothing hashed off watched devices"
         );
         assert!(e.iter().any(|f| is_self(&f.path)), "{e:?}");

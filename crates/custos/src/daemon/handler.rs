@@ -150,7 +150,9 @@ impl Handler for Daemon {
                         tracing::info!("reputation databases reloaded");
                         Reply::ok(serde_json::json!({ "reloaded": true }))
                     }
-                    Err(e) => Reply::err(format!("not reloaded, the previous state stays: {e}")),
+                    Err(e) => Reply::err(format!(
+                        "reloaded except: {e} (those keep what they had; the others are in force)"
+                    )),
                 }
             }
             Request::Inspect { path } => {

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 pub struct Remote {
     client: Client,
     trust_known: bool,
+    ttl_known: Duration,
+    ttl_unknown: Duration,
     /// Programs every start needs: a "malicious" answer for them is not believed (it would
     /// stop every program).
     essentials: HashSet<Sha256>,
@@ -37,21 +39,29 @@ impl Source for Remote {
         let Some(sha) = s.sha256_bytes() else {
             return Finding::unknown(None);
         };
+        // Answers hold as long as the client caches them; a failure is retried soon.
+        let (known, unknown) = (self.ttl_known, self.ttl_unknown);
         match self.client.lookup(&sha) {
             Lookup::Malicious { detail } if self.essentials.contains(&sha) => Finding::unknown(
                 format!("called malicious ({detail}), not believed: every program start needs it"),
-            ),
-            Lookup::Malicious { detail } => Finding::bad(format!("known malicious: {detail}")),
+            )
+            .valid_for(known),
+            Lookup::Malicious { detail } => {
+                Finding::bad(format!("known malicious: {detail}")).valid_for(known)
+            }
             Lookup::Known { trust, detail } => {
                 let t = trust.map(|t| format!(", trust {t}")).unwrap_or_default();
                 let why = format!("known file{t}: {detail}");
-                if self.trust_known {
+                let f = if self.trust_known {
                     Finding::good(why)
                 } else {
                     Finding::known(why)
-                }
+                };
+                f.valid_for(known)
             }
-            Lookup::Unknown => Finding::unknown("not known to the service".to_owned()),
+            Lookup::Unknown => {
+                Finding::unknown("not known to the service".to_owned()).valid_for(unknown)
+            }
             Lookup::Failed { error } => Finding::failed(format!("lookup failed: {error}")),
         }
     }
@@ -105,6 +115,8 @@ pub fn load(reg: &Registry, cfg: &Config) -> Option<Arc<Remote>> {
     let remote = Arc::new(Remote {
         client,
         trust_known: h.trust_known,
+        ttl_known: Duration::from_secs(h.ttl_known_s),
+        ttl_unknown: Duration::from_secs(h.ttl_unknown_s),
         essentials: essentials(),
     });
     let state = format!("{url} ({} ms deadline, {saved})", h.timeout_ms);

@@ -3,7 +3,7 @@
 
 use custos_control::{InspectReply, SourceAnswer};
 use custos_event::Mode;
-use custos_verdict::{evaluate_rep, RuleSet, Sources};
+use custos_verdict::{evaluate_rep, trust_counts, RuleSet, Sources};
 
 /// Reads `path` once (digests, and the content if a scanning source wants it), asks every
 /// source (not only up to the first definite answer) and evaluates it under every mode.
@@ -23,10 +23,18 @@ pub fn inspect(
         return Err(format!("{real} is not a regular file"));
     }
     let (d, findings) = sources
-        .read_and_consult(&mut f, meta.len(), Some(&real), true)
+        .read_and_consult(&mut f, meta.len(), Some(&real), true, true)
         .map_err(|e| format!("cannot read {real}: {e}"))?;
-    let rep = findings.reputation();
-    let judge = |m| evaluate_rep(rules, m, Some(&d.sha256), Some(&real), rep);
+    // Each mode from the same answers: where trust counts the first definite one decides,
+    // elsewhere the first bad one.
+    let judge = |m| {
+        let rep = if trust_counts(m) {
+            findings.reputation()
+        } else {
+            findings.reputation_without_trust()
+        };
+        evaluate_rep(rules, m, Some(&d.sha256), Some(&real), rep)
+    };
     let now = judge(mode);
     let rule = now
         .rule_id
@@ -49,10 +57,7 @@ pub fn inspect(
         sha1: d.sha1.map(hex::encode),
         sha256: d.sha256.clone(),
         sources: answers,
-        deciding: findings
-            .deciding
-            .and_then(|i| sources.name(i))
-            .map(str::to_owned),
+        deciding: now.source.and_then(|i| sources.name(i)).map(str::to_owned),
         mode,
         now,
         per_mode: Mode::ALL.into_iter().map(|m| (m, judge(m))).collect(),

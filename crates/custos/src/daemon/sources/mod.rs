@@ -3,6 +3,7 @@
 //! one changes. A source that fails to (re)load keeps what it had and says why in `status`.
 
 mod dpkg;
+mod essential;
 mod feeds;
 mod hashlookup;
 mod inspect;
@@ -28,6 +29,8 @@ struct Slot {
 /// The sources the agent has, by name, and where a change goes.
 pub struct Registry {
     order: Vec<SourceName>,
+    /// Always asked first (see [`essential`]).
+    essential: Arc<dyn Source>,
     slots: Mutex<HashMap<SourceName, Slot>>,
     publish: Box<dyn Fn(Sources) + Send + Sync>,
 }
@@ -51,6 +54,7 @@ impl Registry {
             .collect();
         Registry {
             order,
+            essential: Arc::new(essential::Essential::here()),
             slots: Mutex::new(slots),
             publish: Box::new(publish),
         }
@@ -66,10 +70,13 @@ impl Registry {
     }
 
     fn list(&self, slots: &HashMap<SourceName, Slot>) -> Sources {
+        let configured = self
+            .order
+            .iter()
+            .filter_map(|n| slots.get(n)?.source.clone());
         Sources::new(
-            self.order
-                .iter()
-                .filter_map(|n| slots.get(n)?.source.clone())
+            std::iter::once(self.essential.clone())
+                .chain(configured)
                 .collect(),
         )
     }

@@ -15,6 +15,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a failed scan's "unknown" holds before the file is scanned again.
+const RESCAN: Duration = Duration::from_secs(60);
+
 /// Compiled rules as a [`Source`].
 pub struct Yara {
     rules: Arc<Rules>,
@@ -38,8 +41,15 @@ impl Yara {
                 *slot = Some(Scanner::new(self.rules.clone()));
             }
             let scanner = slot.get_or_insert_with(|| Scanner::new(self.rules.clone()));
-            let found = scanner.scan(data, self.timeout)?;
-            Ok(found.iter().map(ToString::to_string).collect())
+            let scan = std::panic::AssertUnwindSafe(|| scanner.scan(data, self.timeout));
+            match std::panic::catch_unwind(scan) {
+                Ok(found) => Ok(found?.iter().map(ToString::to_string).collect()),
+                Err(panic) => {
+                    // Do not scan with that scanner again; the source's caller reports it.
+                    *slot = None;
+                    std::panic::resume_unwind(panic)
+                }
+            }
         })
     }
 }
@@ -66,8 +76,8 @@ impl Source for Yara {
         match self.scan(data) {
             Ok(found) if found.is_empty() => Finding::unknown("no rule matched".to_owned()),
             Ok(found) => Finding::bad(found.join(", ")),
-            // A scan that times out would time out again: "unknown" is kept like any answer.
-            Err(e) => Finding::unknown(format!("scan failed: {}", chain(e))),
+            // A scan that timed out (a loaded machine) is tried again a minute later.
+            Err(e) => Finding::unknown(format!("scan failed: {}", chain(e))).valid_for(RESCAN),
         }
     }
 }
