@@ -301,6 +301,35 @@ fn a_panicking_source_fails_that_answer_only_and_the_workers_survive() {
 }
 
 #[test]
+fn a_second_path_is_not_judged_as_the_first_after_the_first_timed_out() {
+    let k = Arc::new(Kernel::default());
+    let a = arbiter(&k, Mode::Lockdown, vec![], 100);
+    let dpkg = Arc::new(Src {
+        md5: Some(md5_of(b"ls")),
+        at: Some("/usr/bin/ls"),
+        ..Src::new("dpkg", Opinion::Good)
+    });
+    a.set_sources(sources(&[&dpkg]));
+    let mut h = k.held(10, 1, b"ls", 160);
+    h.path = "/usr/bin/ls".into();
+    a.submit(h);
+    // The first exec times out (deny in lockdown) while its file is still being read.
+    assert_eq!(k.wait_answers(1)[0], (10, Decision::Deny));
+    // A second exec of the same inode by another path joins the same read.
+    let mut h = k.held(11, 1, b"ls", 0);
+    h.path = "/tmp/ls".into();
+    a.submit(h);
+    assert_eq!(
+        k.wait_answers(2)[1],
+        (11, Decision::Deny),
+        "not what dpkg shipped there"
+    );
+    let ev = lock(&k.events).clone();
+    let e = ev.iter().find(|e| e.pid == 11).expect("event");
+    assert_eq!(e.executable.as_deref(), Some("/tmp/ls"));
+}
+
+#[test]
 fn in_monitor_trust_does_not_stop_the_search_for_bad() {
     let k = Arc::new(Kernel::default());
     let a = arbiter(&k, Mode::Monitor, vec![], 2000);
