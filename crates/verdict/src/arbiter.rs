@@ -250,7 +250,8 @@ impl<H: Held> Arbiter<H> {
         // needs what was not computed then (an MD5, a source not asked), the file is read again.
         let hit = hit.and_then(|c| {
             if !c.verdict.path_dependent {
-                return Some((c, None, None));
+                let findings = c.findings.clone();
+                return Some((c.verdict, None, findings, c));
             }
             let path = held.path();
             let s = Subject {
@@ -269,16 +270,11 @@ impl<H: Held> Arbiter<H> {
                 path.as_deref(),
                 f.reputation(),
             );
-            Some((c, Some(v), Some((path, f))))
+            Some((v, path, Arc::new(f), c))
         });
-        if let Some((c, rejudged, again)) = hit {
+        if let Some((verdict, path, findings, c)) = hit {
             Stats::inc(&inner.stats.cache_hits);
-            let verdict = rejudged.unwrap_or(c.verdict);
             let log = inner.first_sight(key, held.pid());
-            let (path, findings) = match again {
-                Some((p, f)) => (p, Arc::new(f)),
-                None => (None, c.findings.clone()),
-            };
             let path = if log && path.is_none() {
                 held.path()
             } else {
@@ -503,15 +499,20 @@ impl<H: Held> Inner<H> {
     fn abandon(&self, key: FileKey) {
         Stats::inc(&self.stats.errors);
         tracing::error!(?key, "verdict worker panicked; answering with the fallback");
-        let waiting: Vec<Pending<H>> = {
-            let mut h = lock(&self.holds);
-            let ids = h.inflight.remove(&key).unwrap_or_default();
-            ids.iter().filter_map(|id| h.pending.remove(id)).collect()
-        };
-        for p in waiting {
+        for (_, p) in self.take_waiting(&key) {
             let msg = "internal error while judging this file".to_owned();
             self.fallback_answer(p.held, Reason::Error, Some(msg));
         }
+    }
+
+    /// Takes every hold still waiting on `key` off the table (with its id) and retires the
+    /// in-flight entry, so a later exec starts a fresh job.
+    fn take_waiting(&self, key: &FileKey) -> Vec<(u64, Pending<H>)> {
+        let mut h = lock(&self.holds);
+        let ids = h.inflight.remove(key).unwrap_or_default();
+        ids.iter()
+            .filter_map(|id| Some((*id, h.pending.remove(id)?)))
+            .collect()
     }
 
     /// Answers a hold that could not be examined.

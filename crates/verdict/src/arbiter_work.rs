@@ -1,10 +1,10 @@
 //! The hashing worker of the [`Arbiter`](super::Arbiter): hash one file (or give up when nobody
 //! waits any more), decide, cache, and answer every hold waiting on that file.
 
-use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Pending, Snapshot, RACY_NS};
+use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Snapshot, RACY_NS};
 use crate::cache::Cached;
 use crate::engine::{evaluate_rep, fallback, trust_counts};
-use crate::file::{read_while, Want};
+use crate::file::read_while;
 use crate::source::{Findings, Subject};
 use crate::stats::Stats;
 use custos_event::Decision;
@@ -48,12 +48,12 @@ impl<H: Held> Inner<H> {
         let before = self.policy_snapshot();
         let trust = trust_counts(before.mode);
         let need = before.sources.need(path.as_deref(), trust);
-        let want = Want {
-            md5: need.md5,
-            sha1: need.sha1,
-        };
-        let keep = (need.content_up_to >= key.size).then_some(key.size as usize);
-        let hashed = match read_while(&mut content, want, keep, &mut keep_going) {
+        let hashed = match read_while(
+            &mut content,
+            need.want(),
+            need.keep(key.size),
+            &mut keep_going,
+        ) {
             Ok(None) => {
                 Stats::inc(&self.stats.abandoned);
                 return;
@@ -72,18 +72,8 @@ impl<H: Held> Inner<H> {
         // rule decides without them.
         let findings = match &hashed {
             Ok((d, bytes)) if before.rules.lookup(Some(&d.sha256), None).is_none() => {
-                before.sources.consult(
-                    &Subject {
-                        sha256: &d.sha256,
-                        md5: d.md5.as_ref(),
-                        sha1: d.sha1.as_ref(),
-                        path: job.path.as_deref(),
-                        size: key.size,
-                        content: bytes.as_deref(),
-                    },
-                    trust,
-                    false,
-                )
+                let s = Subject::of(d, job.path.as_deref(), key.size, bytes.as_deref());
+                before.sources.consult(&s, trust, false)
             }
             _ => Findings::default(),
         };
@@ -96,13 +86,7 @@ impl<H: Held> Inner<H> {
             sources,
         } = self.policy_snapshot();
         let unchanged = generation == before.generation;
-        let waiting: Vec<(u64, Pending<H>)> = {
-            let mut h = lock(&self.holds);
-            let ids = h.inflight.remove(&job.key).unwrap_or_default();
-            ids.iter()
-                .filter_map(|id| Some((*id, h.pending.remove(id)?)))
-                .collect()
-        };
+        let waiting = self.take_waiting(&job.key);
         let digests = match hashed {
             Ok((d, _)) => d,
             Err(e) => {

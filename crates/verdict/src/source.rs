@@ -101,6 +101,21 @@ pub struct Need {
 }
 
 impl Need {
+    /// The digests the read must compute.
+    pub fn want(self) -> crate::Want {
+        crate::Want {
+            md5: self.md5,
+            sha1: self.sha1,
+        }
+    }
+
+    /// How many bytes to keep from a read of a `size`-byte file (`None`: none).
+    pub fn keep(self, size: u64) -> Option<usize> {
+        usize::try_from(size)
+            .ok()
+            .filter(|_| self.content_up_to >= size)
+    }
+
     /// Both needs.
     pub fn union(self, o: Need) -> Need {
         Need {
@@ -128,7 +143,24 @@ pub struct Subject<'a> {
     pub content: Option<&'a [u8]>,
 }
 
-impl Subject<'_> {
+impl<'a> Subject<'a> {
+    /// What one read of a file produced, for the file at `path`.
+    pub fn of(
+        d: &'a crate::FileDigests,
+        path: Option<&'a str>,
+        size: u64,
+        content: Option<&'a [u8]>,
+    ) -> Subject<'a> {
+        Subject {
+            sha256: &d.sha256,
+            md5: d.md5.as_ref(),
+            sha1: d.sha1.as_ref(),
+            path,
+            size,
+            content,
+        }
+    }
+
     /// The SHA-256 as bytes.
     pub fn sha256_bytes(&self) -> Option<[u8; 32]> {
         let mut b = [0u8; 32];
@@ -297,27 +329,9 @@ impl Sources {
         all: bool,
     ) -> std::io::Result<(crate::FileDigests, Findings)> {
         let need = self.need(path, trust || all);
-        let want = crate::Want {
-            md5: need.md5,
-            sha1: need.sha1,
-        };
-        let keep = usize::try_from(size)
-            .ok()
-            .filter(|_| need.content_up_to >= size);
-        let (d, content) = crate::file::read_while(r, want, keep, &mut || true)?
+        let (d, content) = crate::file::read_while(r, need.want(), need.keep(size), &mut || true)?
             .ok_or_else(|| std::io::Error::other("read stopped"))?;
-        let findings = self.consult(
-            &Subject {
-                sha256: &d.sha256,
-                md5: d.md5.as_ref(),
-                sha1: d.sha1.as_ref(),
-                path,
-                size,
-                content: content.as_deref(),
-            },
-            trust,
-            all,
-        );
+        let findings = self.consult(&Subject::of(&d, path, size, content.as_deref()), trust, all);
         Ok((d, findings))
     }
 

@@ -2,7 +2,9 @@
 //! that everything else needs (the shell, the ELF loader, custos itself) on a watched filesystem.
 
 use custos_event::{Decision, Mode};
-use custos_verdict::{evaluate_rep, trust_counts, Reputation, RuleSet, Sources};
+use custos_verdict::{
+    digests_while, evaluate_rep, trust_counts, FileDigests, Reputation, RuleSet, Sources, Want,
+};
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -14,6 +16,26 @@ pub const ESSENTIAL: &[&str] = &[
     "/lib64/ld-linux-x86-64.so.2",
     "/lib/ld-linux-aarch64.so.1",
 ];
+
+/// The essential programs that exist on this host, resolved.
+pub fn essential_paths() -> impl Iterator<Item = PathBuf> {
+    ESSENTIAL
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+}
+
+/// The first essential program for which `hit` says something, given its digests (computed
+/// as `want` says), with what it said.
+pub fn essential_where(
+    want: Want,
+    mut hit: impl FnMut(&FileDigests) -> Option<String>,
+) -> Option<(PathBuf, String)> {
+    essential_paths().find_map(|path| {
+        let mut f = std::fs::File::open(&path).ok()?;
+        let d = digests_while(&mut f, want, &mut || true).ok()??;
+        Some((path, hit(&d)?))
+    })
+}
 
 /// An essential file as found on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +58,8 @@ pub fn essentials(devs: &HashSet<u64>, sources: &Sources, mode: Mode) -> Vec<Ess
     let none = Sources::default();
     let trust = trust_counts(mode);
     let sources = if trust { sources } else { &none };
-    ESSENTIAL
-        .iter()
-        .filter_map(|p| {
-            let path = std::fs::canonicalize(p).ok()?;
+    essential_paths()
+        .filter_map(|path| {
             let mut f = std::fs::File::open(&path).ok()?;
             let dev = f.metadata().ok()?.dev();
             if !devs.contains(&dev) {

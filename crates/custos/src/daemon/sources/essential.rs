@@ -4,7 +4,7 @@
 //! updated yet, or after an NSRL re-import that no longer lists them. Rules still apply (the
 //! lockout guard refuses rules that would deny them). Only root can replace these files.
 
-use crate::daemon::guard::ESSENTIAL;
+use crate::daemon::guard::essential_paths;
 use custos_verdict::{Finding, Need, Source, Subject};
 use std::collections::HashSet;
 
@@ -12,12 +12,10 @@ use std::collections::HashSet;
 pub struct Essential(HashSet<String>);
 
 impl Essential {
-    /// Resolves [`ESSENTIAL`] on this host now.
+    /// Resolves the essential programs ([`crate::daemon::guard::ESSENTIAL`]) on this host now.
     pub fn here() -> Essential {
         Essential(
-            ESSENTIAL
-                .iter()
-                .filter_map(|p| std::fs::canonicalize(p).ok())
+            essential_paths()
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect(),
         )

@@ -3,10 +3,10 @@
 //! the host cannot do without, is refused with the reason and the previous feeds stay in force.
 
 use super::{chain, Registry};
-use crate::daemon::guard::ESSENTIAL;
+use crate::daemon::guard::essential_where;
 use custos_config::SourceName;
 use custos_reputation::Feeds;
-use custos_verdict::{digests_while, Finding, Need, Source, Subject, Want};
+use custos_verdict::{Finding, Need, Source, Subject, Want};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -67,30 +67,14 @@ pub fn load(reg: &Registry, state_dir: &Path) -> Result<(), String> {
 }
 
 fn checked(src: FeedSource) -> Result<FeedSource, String> {
-    let listed = ESSENTIAL.iter().find_map(|p| {
-        let path = std::fs::canonicalize(p).ok()?;
-        let mut f = std::fs::File::open(&path).ok()?;
-        let need = src.need(None);
-        let want = Want {
-            md5: need.md5,
-            sha1: need.sha1,
-        };
-        let d = digests_while(&mut f, want, &mut || true).ok()??;
-        let s = Subject {
-            sha256: &d.sha256,
-            md5: d.md5.as_ref(),
-            sha1: d.sha1.as_ref(),
-            path: None,
-            size: 0,
-            content: None,
-        };
-        let feed = src.lookup(&s)?.to_owned();
-        Some((path.display().to_string(), feed))
+    let listed = essential_where(src.need(None).want(), |d| {
+        Some(src.lookup(&Subject::of(d, None, 0, None))?.to_owned())
     });
     match listed {
         Some((path, feed)) => Err(format!(
-            "feed `{feed}` lists {path}, which every program start needs; remove it from the feed \
-             (refusing the feeds)"
+            "feed `{feed}` lists {}, which every program start needs; remove it from the feed \
+             (refusing the feeds)",
+            path.display()
         )),
         None => Ok(src),
     }
@@ -102,13 +86,11 @@ pub fn essential_in(d: &custos_reputation::Digests) -> Option<String> {
         md5: !d.md5.is_empty(),
         sha1: !d.sha1.is_empty(),
     };
-    ESSENTIAL.iter().find_map(|p| {
-        let path = std::fs::canonicalize(p).ok()?;
-        let mut f = std::fs::File::open(&path).ok()?;
-        let fd = digests_while(&mut f, want, &mut || true).ok()??;
+    let (path, _) = essential_where(want, |fd| {
         let hit = fd.sha256_bytes().is_some_and(|s| d.sha256.contains(&s))
             || fd.md5.is_some_and(|m| d.md5.contains(&m))
             || fd.sha1.is_some_and(|h| d.sha1.contains(&h));
-        hit.then(|| path.display().to_string())
-    })
+        hit.then(String::new)
+    })?;
+    Some(path.display().to_string())
 }

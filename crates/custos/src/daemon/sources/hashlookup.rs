@@ -5,7 +5,7 @@
 //! answers "unknown", and that verdict is not cached.
 
 use super::{chain, Registry};
-use crate::daemon::guard::ESSENTIAL;
+use crate::daemon::guard::essential_paths;
 use custos_config::{Config, SourceName};
 use custos_reputation::hashlookup::{Client, Config as ClientConfig, Lookup, Sha256};
 use custos_verdict::{sha256_hex, Finding, Need, Source, Subject};
@@ -73,10 +73,9 @@ fn cache_file(state_dir: &Path) -> PathBuf {
 }
 
 fn essentials() -> HashSet<Sha256> {
-    ESSENTIAL
-        .iter()
+    essential_paths()
         .filter_map(|p| {
-            let mut f = std::fs::File::open(std::fs::canonicalize(p).ok()?).ok()?;
+            let mut f = std::fs::File::open(p).ok()?;
             let mut b = [0u8; 32];
             hex::decode_to_slice(sha256_hex(&mut f).ok()?, &mut b).ok()?;
             Some(b)

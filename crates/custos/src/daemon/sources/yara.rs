@@ -5,7 +5,7 @@
 //! needs, are refused and the previous rules stay.
 
 use super::{chain, watch, Registry};
-use crate::daemon::guard::ESSENTIAL;
+use crate::daemon::guard::essential_paths;
 use custos_config::{Config, SourceName};
 use custos_verdict::{Finding, Need, Source, Subject};
 use custos_yara::{dir_fingerprint, Rules, Scanner, YaraError};
@@ -90,10 +90,7 @@ fn compile(dir: &Path, max_bytes: u64, timeout: Duration) -> Result<Yara, String
         max_bytes,
         timeout,
     };
-    for p in ESSENTIAL {
-        let Ok(path) = std::fs::canonicalize(p) else {
-            continue;
-        };
+    for path in essential_paths() {
         let Ok(data) = std::fs::read(&path) else {
             continue;
         };
