@@ -15,6 +15,9 @@ pub enum ProcessAction {
     Exit,
     /// One thread of a process ended.
     ThreadEnd,
+    /// A process that was already running when the agent started (from /proc), so that
+    /// lineage reaches back past the start.
+    Snapshot,
 }
 
 impl ProcessAction {
@@ -26,6 +29,7 @@ impl ProcessAction {
             ProcessAction::ThreadStart => "thread_start",
             ProcessAction::Exit => "exit",
             ProcessAction::ThreadEnd => "thread_end",
+            ProcessAction::Snapshot => "snapshot",
         }
     }
 
@@ -33,6 +37,7 @@ impl ProcessAction {
         match self {
             ProcessAction::Exec | ProcessAction::Fork | ProcessAction::ThreadStart => "start",
             ProcessAction::Exit | ProcessAction::ThreadEnd => "end",
+            ProcessAction::Snapshot => "info",
         }
     }
 }

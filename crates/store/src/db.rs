@@ -1,0 +1,134 @@
+//! Opening the database: pragmas, schema, version.
+
+use crate::StoreError;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::time::Duration;
+
+/// Schema version in `PRAGMA user_version`. A newer database is refused, not guessed at.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// One table for every kind; the document is the ECS JSON line. `AUTOINCREMENT` so an id is
+/// never reused, even after pruning has emptied the table: `--follow` keeps its place by id.
+/// Partial indexes where most events have no value (hash, outcome, entity).
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT,
+    pid INTEGER,
+    ppid INTEGER,
+    entity_id TEXT,
+    parent_entity_id TEXT,
+    path TEXT,
+    sha256 TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_kind_ts ON events(kind, ts);
+CREATE INDEX IF NOT EXISTS events_pid_ts ON events(pid, ts);
+CREATE INDEX IF NOT EXISTS events_path ON events(path);
+CREATE INDEX IF NOT EXISTS events_outcome_ts ON events(outcome, ts) WHERE outcome IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_sha256 ON events(sha256) WHERE sha256 IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_entity ON events(entity_id) WHERE entity_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_parent_entity ON events(parent_entity_id)
+    WHERE parent_entity_id IS NOT NULL;
+";
+
+fn pragma(conn: &Connection, path: &Path, sql: &str) -> Result<(), StoreError> {
+    conn.execute_batch(sql)
+        .map_err(|e| StoreError::sqlite(path, "set pragmas", e))
+}
+
+/// Opens (creating if needed) the database for writing: WAL, `synchronous=NORMAL`
+/// (a commit survives a crash of the process), incremental auto-vacuum (so retention can give
+/// space back), the schema. The directory must exist.
+pub(crate) fn open_rw(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::sqlite(path, "open", e))?;
+    conn.busy_timeout(busy)
+        .map_err(|e| StoreError::sqlite(path, "set the busy timeout", e))?;
+    // Before the first table exists, or it has no effect.
+    pragma(&conn, path, "PRAGMA auto_vacuum = INCREMENTAL;")?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| StoreError::sqlite(path, "switch to WAL", e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Sqlite {
+            path: path.to_owned(),
+            op: "switch to WAL",
+            source: rusqlite::Error::InvalidQuery,
+        });
+    }
+    pragma(
+        &conn,
+        path,
+        "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16384; PRAGMA journal_size_limit = 67108864;",
+    )?;
+    check_version(&conn, path, true)?;
+    conn.execute_batch(SCHEMA)
+        .map_err(|e| StoreError::sqlite(path, "create the schema", e))?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(|e| StoreError::sqlite(path, "set the schema version", e))?;
+    Ok(conn)
+}
+
+/// Opens an existing database for reading.
+pub(crate) fn open_ro(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing {
+            path: path.to_owned(),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::sqlite(path, "open", e))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| StoreError::sqlite(path, "set the busy timeout", e))?;
+    check_version(&conn, path, false)?;
+    Ok(conn)
+}
+
+/// Reads `user_version` (which also makes SQLite read the header: a file that is not a
+/// database fails here). A newer schema is refused; when reading, so is a database without
+/// the events table (version 0: not a custos store).
+fn check_version(conn: &Connection, path: &Path, writing: bool) -> Result<(), StoreError> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| StoreError::sqlite(path, "read the schema version", e))?;
+    if found > SCHEMA_VERSION || (!writing && found == 0) {
+        return Err(StoreError::Schema {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// `PRAGMA integrity_check` on the database at `path`: `Ok(())` or the problems SQLite lists.
+pub fn integrity_check(path: &Path) -> Result<Result<(), Vec<String>>, StoreError> {
+    let conn = open_ro(path)?;
+    let mut stmt = conn
+        .prepare("PRAGMA integrity_check")
+        .map_err(|e| StoreError::sqlite(path, "check integrity", e))?;
+    let lines: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| StoreError::sqlite(path, "check integrity", e))?;
+    if lines.len() == 1 && lines[0] == "ok" {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(lines))
+    }
+}
