@@ -92,7 +92,9 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         !matches!(
             self,
-            StoreError::NotADatabase { .. } | StoreError::Corrupt { .. } | StoreError::Schema { .. }
+            StoreError::NotADatabase { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::Schema { .. }
         )
     }
 }

@@ -27,15 +27,15 @@ pub(crate) fn pages(conn: &Connection, path: &Path) -> Result<(u64, u64, u64), S
             .map(|n| n.max(0) as u64)
             .map_err(|e| StoreError::sqlite(path, "read the page counts", e))
     };
-    Ok((get("page_count")?, get("freelist_count")?, get("page_size")?))
+    Ok((
+        get("page_count")?,
+        get("freelist_count")?,
+        get("page_size")?,
+    ))
 }
 
 /// Deletes events older than `cutoff_us`, in chunks. Returns how many.
-pub(crate) fn prune_age(
-    conn: &Connection,
-    path: &Path,
-    cutoff_us: i64,
-) -> Result<u64, StoreError> {
+pub(crate) fn prune_age(conn: &Connection, path: &Path, cutoff_us: i64) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
         let n = conn
@@ -74,9 +74,11 @@ pub(crate) fn prune_size(
         // Rows in the table (ids are dense but for pruned ranges): delete the share of them
         // that the excess is of the live data, at least a few pages' worth.
         let (lo, hi): (i64, i64) = conn
-            .query_row("SELECT ifnull(min(id), 0), ifnull(max(id), 0) FROM events", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT ifnull(min(id), 0), ifnull(max(id), 0) FROM events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(|e| StoreError::sqlite(path, "count events", e))?;
         let rows = (hi - lo + 1).max(1) as u64;
         let share = (rows as u128 * (used - target) as u128 / used as u128) as i64;

@@ -125,9 +125,7 @@ impl Reader {
         let ids: Vec<String> = {
             let err = |e| StoreError::sqlite(&self.path, "query events", e);
             let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
-            let rows = st
-                .query_map([&node.entity_id], |r| r.get(0))
-                .map_err(err)?;
+            let rows = st.query_map([&node.entity_id], |r| r.get(0)).map_err(err)?;
             rows.collect::<Result<_, _>>().map_err(err)?
         };
         let mut truncated = false;

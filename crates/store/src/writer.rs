@@ -277,9 +277,8 @@ impl Worker {
             return Ok(());
         };
         if work {
-            let marker = (drops > self.recorded_drops).then(|| {
-                Row::from_ecs(&dropped_event(drops - self.recorded_drops, drops))
-            });
+            let marker = (drops > self.recorded_drops)
+                .then(|| Row::from_ecs(&dropped_event(drops - self.recorded_drops, drops)));
             insert(conn, &path, &self.pending, marker.as_ref())?;
             self.shared
                 .written
@@ -294,7 +293,10 @@ impl Worker {
             self.shared.pruned_size.fetch_add(n, Relaxed);
         }
         if let Some(age) = r.max_age {
-            if self.last_age.is_none_or(|t| t.elapsed() >= self.opts.age_every) {
+            if self
+                .last_age
+                .is_none_or(|t| t.elapsed() >= self.opts.age_every)
+            {
                 self.last_age = Some(Instant::now());
                 let cutoff = SystemTime::now()
                     .checked_sub(age)
@@ -405,8 +407,7 @@ fn move_aside(path: &Path) -> Result<PathBuf, String> {
     let mut to = path.as_os_str().to_owned();
     to.push(format!(".corrupt-{secs}"));
     let to = PathBuf::from(to);
-    std::fs::rename(path, &to)
-        .map_err(|e| format!("cannot move it to {}: {e}", to.display()))?;
+    std::fs::rename(path, &to).map_err(|e| format!("cannot move it to {}: {e}", to.display()))?;
     for ext in ["-wal", "-shm"] {
         let mut from = path.as_os_str().to_owned();
         from.push(ext);

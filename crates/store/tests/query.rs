@@ -1,5 +1,7 @@
 //! Events of each kind written through the writer and read back by each filter.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
@@ -16,8 +18,22 @@ fn sample(dir: &std::path::Path) -> Reader {
         vec![
             exec(1000, 10, "/usr/bin/ls", A, Decision::Allow),
             exec(1001, 11, "/tmp/x/evil", B, Decision::Deny),
-            process(1002, ProcessAction::Fork, 12, "b:5:12", Some((10, "b:1:10")), "/usr/bin/bash"),
-            process(1003, ProcessAction::Exec, 12, "b:5:12", Some((10, "b:1:10")), "/usr/bin/id"),
+            process(
+                1002,
+                ProcessAction::Fork,
+                12,
+                "b:5:12",
+                Some((10, "b:1:10")),
+                "/usr/bin/bash",
+            ),
+            process(
+                1003,
+                ProcessAction::Exec,
+                12,
+                "b:5:12",
+                Some((10, "b:1:10")),
+                "/usr/bin/id",
+            ),
             image(1004, 12, "/usr/lib/libz.so.1"),
             process(1005, ProcessAction::Exit, 12, "b:5:12", None, "/usr/bin/id"),
         ],
@@ -147,13 +163,48 @@ fn tree_follows_fork_and_exec_and_ignores_reparenting() {
     write_all(
         &db,
         vec![
-            process(1, ProcessAction::Snapshot, 100, sh, Some((1, "b:0:1")), "/bin/sh"),
-            process(2, ProcessAction::Fork, 101, child, Some((100, sh)), "/bin/sh"),
-            process(3, ProcessAction::Exec, 101, child, Some((100, sh)), "/usr/bin/make"),
-            process(4, ProcessAction::Fork, 102, grand, Some((101, child)), "/usr/bin/make"),
+            process(
+                1,
+                ProcessAction::Snapshot,
+                100,
+                sh,
+                Some((1, "b:0:1")),
+                "/bin/sh",
+            ),
+            process(
+                2,
+                ProcessAction::Fork,
+                101,
+                child,
+                Some((100, sh)),
+                "/bin/sh",
+            ),
+            process(
+                3,
+                ProcessAction::Exec,
+                101,
+                child,
+                Some((100, sh)),
+                "/usr/bin/make",
+            ),
+            process(
+                4,
+                ProcessAction::Fork,
+                102,
+                grand,
+                Some((101, child)),
+                "/usr/bin/make",
+            ),
             process(5, ProcessAction::Exit, 101, child, None, "/usr/bin/make"),
             // Reparented to init after make exited: still make's child in the tree.
-            process(6, ProcessAction::Exec, 102, grand, Some((1, "b:0:1")), "/usr/bin/cc"),
+            process(
+                6,
+                ProcessAction::Exec,
+                102,
+                grand,
+                Some((1, "b:0:1")),
+                "/usr/bin/cc",
+            ),
         ],
     );
     let r = Reader::open(&db).unwrap();
@@ -168,7 +219,10 @@ fn tree_follows_fork_and_exec_and_ignores_reparenting() {
     assert_eq!(t.ancestors[0].pid, Some(1));
     assert_eq!(t.node.children.len(), 1);
     assert_eq!(t.node.children[0].entity_id, grand);
-    assert_eq!(t.node.children[0].programs, ["/usr/bin/make", "/usr/bin/cc"]);
+    assert_eq!(
+        t.node.children[0].programs,
+        ["/usr/bin/make", "/usr/bin/cc"]
+    );
     // From the top: the whole chain below.
     let top = r.tree(&TreeKey::parse(sh)).unwrap().expect("found");
     assert_eq!(top.node.children[0].children[0].entity_id, grand);

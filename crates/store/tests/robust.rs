@@ -1,5 +1,7 @@
 //! Retention, a writer that falls behind, bad databases, and a writer killed with SIGKILL.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
@@ -145,14 +147,21 @@ fn not_a_database_is_named_and_left_alone() {
     std::fs::write(&db, vec![b'x'; 8192]).unwrap();
     match Reader::open(&db) {
         Err(e @ StoreError::NotADatabase { .. }) => {
-            assert!(e.to_string().contains("events.db is not an SQLite database"), "{e}")
+            assert!(
+                e.to_string()
+                    .contains("events.db is not an SQLite database"),
+                "{e}"
+            )
         }
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("opened garbage"),
     }
     let w = writer(&db, Retention::default());
     assert!(w.send(Arc::new(exec(now_s(), 1, "/x", A, Decision::Allow))));
-    assert!(wait_for(Duration::from_secs(10), || w.status().state.starts_with("failed")));
+    assert!(wait_for(Duration::from_secs(10), || w
+        .status()
+        .state
+        .starts_with("failed")));
     let st = w.status();
     assert!(st.state.contains("is not an SQLite database"), "{st:?}");
     assert!(!w.close(Duration::from_millis(300)), "cannot finish");
@@ -220,9 +229,7 @@ fn kill_9_during_heavy_writes_keeps_every_committed_event() {
     // Watch commits from outside, as a reader would; kill once well under way.
     let mut seen = 0;
     let ok = wait_for(Duration::from_secs(30), || {
-        seen = Reader::open(&db)
-            .and_then(|r| r.count())
-            .unwrap_or(0);
+        seen = Reader::open(&db).and_then(|r| r.count()).unwrap_or(0);
         seen >= 50_000
     });
     assert!(ok, "child wrote only {seen}");
