@@ -8,7 +8,9 @@ use custos_event::Mode;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+mod events;
 mod reputation;
+pub use events::{OutputConfig, OutputFormat, StoreConfig};
 pub use reputation::{HashlookupConfig, ReputationConfig, SourceName, YaraConfig};
 
 /// Where the config is read from when `--config` is not given.
@@ -56,8 +58,12 @@ pub struct Config {
     pub socket: PathBuf,
     /// Persistent state: rules and later databases.
     pub state_dir: PathBuf,
-    /// Decision event output: a file path (appended) or `-` for stdout.
+    /// Event output: a file path (appended) or `-` for stdout. Format and rotation: `[output]`.
     pub events: String,
+    /// Format and rotation of the `events` output.
+    pub output: OutputConfig,
+    /// The embedded event store.
+    pub store: StoreConfig,
     /// How long an exec may be held before the mode's fallback answers it.
     pub deadline_ms: u64,
     /// The exec verdict loop.
@@ -140,6 +146,8 @@ impl Default for Config {
             socket: PathBuf::from("/run/custos/custos.sock"),
             state_dir: PathBuf::from("/var/lib/custos"),
             events: "-".into(),
+            output: OutputConfig::default(),
+            store: StoreConfig::default(),
             deadline_ms: 2000,
             exec: ExecConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -242,6 +250,7 @@ impl Config {
             ));
         }
         self.reputation.validate(&bad)?;
+        events::validate(&self.store, &self.output, &bad)?;
         if let Some(p) = self.exec.watch.iter().find(|p| !p.is_absolute()) {
             return Err(bad(
                 "exec.watch",
@@ -341,6 +350,45 @@ mod tests {
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "mode = \"audit\"\n").expect("write");
         assert_eq!(Config::load(&p).expect("loads").mode, Mode::Audit);
+    }
+
+    #[test]
+    fn store_and_output() {
+        let d = Config::default();
+        assert!(d.store.enabled);
+        assert_eq!(d.store.path_in(Path::new("/s")), Path::new("/s/events.db"));
+        assert_eq!(d.store.max_bytes(), Some(1 << 30));
+        let c = parse(
+            "[store]\nmax_age = \"12h\"\nmax_size_mb = 0\npath = \"/x/e.db\"\n\
+             [output]\nformat = \"ocsf\"\nrotate_mb = 0\nkeep = 2",
+        )
+        .expect("parses");
+        assert_eq!(
+            c.store.max_age,
+            Some(std::time::Duration::from_secs(43_200))
+        );
+        assert_eq!(c.store.max_bytes(), None);
+        assert_eq!(c.store.path_in(Path::new("/s")), Path::new("/x/e.db"));
+        assert_eq!(c.output.format, OutputFormat::Ocsf);
+        assert_eq!((c.output.rotate_mb, c.output.keep), (0, 2));
+        assert_eq!(
+            parse("[store]\nmax_age = \"0\"")
+                .expect("parses")
+                .store
+                .max_age,
+            None
+        );
+        let e = parse("[store]\nmax_age = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"soon\" is not a duration") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = parse("[store]\nmax_size_mb = 1").unwrap_err().to_string();
+        assert!(e.contains("`store.max_size_mb`"), "{e}");
+        let e = parse("[output]\nformat = \"xml\"").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `xml`"), "{e}");
     }
 
     #[test]

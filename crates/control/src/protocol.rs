@@ -115,6 +115,12 @@ pub struct StatusReply {
     /// Reputation sources in force.
     #[serde(default)]
     pub reputation: ReputationStatus,
+    /// Events emitted since start, per kind (exec, process, image, …).
+    #[serde(default)]
+    pub events_by_kind: std::collections::BTreeMap<String, u64>,
+    /// The event store; absent when it is off.
+    #[serde(default)]
+    pub store: Option<custos_store::StoreStatus>,
 }
 
 /// Reputation sources as the agent has them loaded.

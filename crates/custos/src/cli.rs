@@ -20,6 +20,8 @@ Examples:
   custos fileinfo /usr/bin/ls                what would happen if it ran now
   custos db import-feed bad.txt --name abuse  block what a hash list names
   custos db import-nsrl RDS_modern.db        import the NIST NSRL (known software)
+  custos events --outcome deny --since 1d    what was blocked today
+  custos events tree 4242                    where a process came from, what it started
   custos status";
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -73,6 +75,17 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: DbCmd,
     },
+    /// Query the event store: what ran, what was blocked, what loaded what. Reads the
+    /// store directly (the agent need not run). Newest last; filters combine.
+    #[command(after_help = EVENTS_AFTER, args_conflicts_with_subcommands = true)]
+    Events {
+        /// `tree`, or none for a query.
+        #[command(subcommand)]
+        cmd: Option<EventsCmd>,
+        /// The query.
+        #[command(flatten)]
+        query: EventsQuery,
+    },
     /// Hash a file and show its type, matching rule and the decision it would get now.
     Fileinfo {
         /// The file.
@@ -80,6 +93,94 @@ pub enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+const EVENTS_AFTER: &str = "\
+Kinds: exec (decisions), process (exec, fork, exit, threads, snapshot), image (libraries
+mapped), injection (ptrace, process_vm_writev), agent (the agent's own: records lost,
+events dropped), and file, network, input when those sensors run.
+
+Examples:
+  custos events --since 1h                          the last hour, as columns
+  custos events --kind exec --outcome deny --limit 20
+  custos events --path '/tmp/*' --format json       * matches across / (SQLite GLOB)
+  custos events --sha256 <HEX> --format ecs         every event about one file, as stored
+  custos events --follow --kind exec                new decisions as they happen
+  custos events tree 4242                           lineage and children of a pid";
+
+/// Output format of `custos events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventsFormat {
+    /// Readable columns.
+    Text,
+    /// One flat JSON object per event: the store's indexed fields and its id.
+    Json,
+    /// The ECS document as recorded, one per line.
+    Ecs,
+    /// OCSF 1.7, one per line.
+    Ocsf,
+    /// Santa-style decision lines (events Santa has no line for are skipped).
+    Santa,
+}
+
+/// `custos events` filters.
+#[derive(Debug, Args)]
+pub struct EventsQuery {
+    /// Keep printing new events as they are stored (Ctrl-C to stop).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only events at or after: a duration ago (`90s`, `1h`, `2d`) or a time
+    /// (`2026-11-22T10:00:00Z`, `2026-11-22 10:00:00` is UTC).
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Only events at or before: a time, or a duration ago.
+    #[arg(long, value_name = "TIME|DURATION")]
+    pub until: Option<String>,
+    /// Only these kinds (repeat or comma-separate).
+    #[arg(long, value_name = "KIND", value_delimiter = ',')]
+    pub kind: Vec<String>,
+    /// Only events of this process id.
+    #[arg(long, value_name = "N")]
+    pub pid: Option<i64>,
+    /// Only events whose path (program, library or file) matches this SQLite GLOB: `*` and `?`
+    /// (both also match `/`), `[...]`; case-sensitive.
+    #[arg(long, value_name = "GLOB")]
+    pub path: Option<String>,
+    /// Only events about the file with this SHA-256.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Only decisions that allowed or denied.
+    #[arg(long, value_name = "allow|deny", value_parser = ["allow", "deny"])]
+    pub outcome: Option<String>,
+    /// At most this many (the newest), 0 for all.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub limit: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = EventsFormat::Text)]
+    pub format: EventsFormat,
+    /// Same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Read this store instead of the configured one (e.g. a copy, or one moved aside).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+}
+
+/// `custos events …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventsCmd {
+    /// A process's lineage (parents up to the oldest stored) and its children, from stored
+    /// fork, exec, exit and snapshot events.
+    Tree {
+        /// A pid (the most recent process with it) or an entity id.
+        process: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Read this store instead of the configured one.
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
     },
 }
 
@@ -196,6 +297,40 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn events_flags_and_tree() {
+        let c = Cli::try_parse_from([
+            "custos",
+            "events",
+            "--kind",
+            "exec,process",
+            "--kind",
+            "image",
+            "--outcome",
+            "deny",
+            "--limit",
+            "5",
+            "-f",
+        ])
+        .expect("parse");
+        let Cmd::Events { cmd: None, query } = c.cmd else {
+            panic!("not a query")
+        };
+        assert_eq!(query.kind, ["exec", "process", "image"]);
+        assert!(query.follow);
+        assert_eq!(query.limit, 5);
+        let c = Cli::try_parse_from(["custos", "events", "tree", "42"]).expect("parse");
+        assert!(matches!(
+            c.cmd,
+            Cmd::Events {
+                cmd: Some(EventsCmd::Tree { .. }),
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["custos", "events", "--outcome", "maybe"]).is_err());
+        assert!(Cli::try_parse_from(["custos", "events", "--json", "--format", "ecs"]).is_err());
     }
 
     #[test]

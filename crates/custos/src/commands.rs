@@ -21,6 +21,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Mode { mode } => set_mode(&cfg, mode),
         Cmd::Fileinfo { path, json } => crate::fileinfo::fileinfo(&cfg, &path, json),
         Cmd::Db { cmd } => crate::db::db(&cfg, cmd),
+        Cmd::Events { cmd, query } => crate::events::events(&cfg, cmd, query),
     }
 }
 
@@ -111,9 +112,33 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
         t.unseen, t.holds, t.kernel_kills, t.unheld
     );
     println!(
-        "events:             {} written, {} dropped",
-        s.events_written, s.events_dropped
+        "events:             {} written, {} dropped (output {})",
+        s.events_written, s.events_dropped, cfg.events
     );
+    let kinds: Vec<String> = s
+        .events_by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!("  by kind:          {}", kinds.join(", "));
+    match &s.store {
+        None => println!("event store:        off"),
+        Some(st) => {
+            println!("event store:        {} ({})", st.state, st.path);
+            println!(
+                "  {} written, {} dropped, {} queued, {} MiB; pruned {} by age, {} by size",
+                st.written,
+                st.dropped,
+                st.queued,
+                st.bytes >> 20,
+                st.pruned_age,
+                st.pruned_size
+            );
+            if let Some(m) = &st.moved_aside {
+                println!("  corrupt store moved to {m}");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod daemon;
 mod db;
+mod events;
 mod fileinfo;
 
 use clap::Parser;

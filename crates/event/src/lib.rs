@@ -7,11 +7,17 @@
 
 mod activity;
 mod exec;
+mod ocsf;
 mod process;
+mod santa;
 
 pub use activity::{ImageEvent, InjectEvent, LossEvent, ProcessRef};
 pub use exec::{Decision, ExecEvent, Mode, Reason, SourceRef};
+/// OCSF 1.7.0 from an ECS document: the second output format, for OCSF-native tools.
+pub use ocsf::{to_ocsf, OCSF_VERSION};
 pub use process::{ProcessAction, ProcessEvent};
+/// Santa log lines from an ECS document, for tools that already parse santad's log.
+pub use santa::{to_santa, to_santa_file_line};
 
 use std::time::SystemTime;
 

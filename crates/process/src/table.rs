@@ -221,6 +221,14 @@ impl ProcessTable {
         chain
     }
 
+    /// Live (not exited) processes, in no particular order.
+    pub fn processes(&self) -> impl Iterator<Item = &Process> {
+        self.entries
+            .values()
+            .map(|s| &s.process)
+            .filter(|p| !p.exited)
+    }
+
     /// Live (not exited) entries. O(n): meant for metrics, not per event.
     pub fn live(&self) -> usize {
         self.entries.values().filter(|s| !s.process.exited).count()

@@ -106,6 +106,12 @@ fn check_version(conn: &Connection, path: &Path, writing: bool) -> Result<(), St
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| StoreError::sqlite(path, "read the schema version", e))?;
+    if !writing && found == 0 && tables(conn, path)? == 0 {
+        // An empty database: the agent has created the file but not the schema yet.
+        return Err(StoreError::Missing {
+            path: path.to_owned(),
+        });
+    }
     if found > SCHEMA_VERSION || (!writing && found == 0) {
         return Err(StoreError::Schema {
             path: path.to_owned(),
@@ -114,6 +120,11 @@ fn check_version(conn: &Connection, path: &Path, writing: bool) -> Result<(), St
         });
     }
     Ok(())
+}
+
+fn tables(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(|e| StoreError::sqlite(path, "read the schema", e))
 }
 
 /// `PRAGMA integrity_check` on the database at `path`: `Ok(())` or the problems SQLite lists.

@@ -83,6 +83,8 @@ impl Daemon {
             reputation: ReputationStatus {
                 sources: self.sources.status(),
             },
+            events_by_kind: self.output.by_kind().into_iter().collect(),
+            store: self.output.store(),
         }
     }
 }

@@ -6,6 +6,7 @@ mod guardian;
 mod handler;
 mod output;
 mod records;
+mod rotate;
 mod sources;
 mod telemetry;
 mod unseen;
@@ -74,7 +75,7 @@ fn serve(
         },
     ));
     let loaded = sources::load_all(&registry, &cfg);
-    let output = output::Output::open(&cfg.events)?;
+    let output = output::Output::open(&cfg)?;
     let group = Group::new()?;
     let entries = mounts::read_mountinfo().context("cannot read /proc/self/mountinfo")?;
     let discovering = cfg.exec.watch.is_empty();

@@ -77,6 +77,38 @@ impl Converter {
         self.table.seed_from_proc(std::path::Path::new("/proc"))
     }
 
+    /// One `snapshot` event per user process in the table (after [`Converter::seed`]), oldest
+    /// first: the store then knows the lineage of processes that started before the agent.
+    /// Kernel threads (no program) are left out.
+    pub fn snapshot(&self) -> Vec<Value> {
+        let timestamp = custos_event::timestamp(SystemTime::now());
+        let mut procs: Vec<&Process> = self
+            .table
+            .processes()
+            .filter(|p| p.executable.is_some())
+            .collect();
+        procs.sort_unstable_by_key(|p| (p.start_ticks, p.pid));
+        let tick_ns = 1_000_000_000 / self.tck.max(1);
+        procs
+            .into_iter()
+            .map(|p| {
+                ProcessEvent {
+                    timestamp: timestamp.clone(),
+                    action: Some(ProcessAction::Snapshot),
+                    pid: p.pid,
+                    entity_id: p.entity_id.to_string(),
+                    parent_pid: Some(p.ppid),
+                    parent_entity_id: p.parent_entity_id.as_deref().map(str::to_owned),
+                    executable: p.executable.as_deref().map(str::to_owned),
+                    args: p.args.as_deref().map(<[String]>::to_vec),
+                    start: self.started(p.start_ticks.saturating_mul(tick_ns)),
+                    ..ProcessEvent::default()
+                }
+                .to_ecs()
+            })
+            .collect()
+    }
+
     /// Entries in the table.
     pub fn table_len(&self) -> usize {
         self.table.len()

@@ -183,6 +183,9 @@ impl Telemetry {
             w.images,
         );
         let seeded = conv.seed();
+        for ev in conv.snapshot() {
+            w.output.emit(ev);
+        }
         tracing::info!(seeded, "process table seeded from /proc");
         let conv = RefCell::new(conv);
         let reader = sensor.reader(|r| match r {
@@ -197,7 +200,7 @@ impl Telemetry {
                     _ => {}
                 }
                 if let Some(v) = conv.borrow_mut().event(&rec) {
-                    w.output.emit_line(v.to_string());
+                    w.output.emit(v);
                 }
             }
             Err(e) => {
@@ -227,7 +230,7 @@ impl Telemetry {
             self.lost.store(lost, Relaxed);
             if let Some(ev) = loss_event(&mut reported_lost, lost) {
                 tracing::warn!(lost = ev.lost, total = lost, "process records lost");
-                w.output.emit_line(ev.to_ecs().to_string());
+                w.output.emit(ev.to_ecs());
             }
             // Mounts change rarely: look twice a second, not on every 20 ms read.
             if last_devs.elapsed() > Duration::from_millis(500) {
@@ -307,7 +310,7 @@ impl Telemetry {
             error: None,
             source: None,
         };
-        w.output.emit_line(ev.to_ecs().to_string());
+        w.output.emit(ev.to_ecs());
     }
 
     /// After the verdict engine has shut down: answers holds that never reached it (made
