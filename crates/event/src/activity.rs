@@ -151,14 +151,15 @@ pub struct LossEvent {
 }
 
 impl LossEvent {
-    /// ECS: an `event.kind: metric` of the agent itself.
+    /// ECS: an `event.kind: metric` of the agent itself (module `custos.agent`, like the
+    /// store's `events_dropped`).
     pub fn to_ecs(&self) -> Value {
         let mut v = base(
             &self.timestamp,
             "host",
             "info",
             "records_lost",
-            "custos.process",
+            "custos.agent",
         );
         v["event"]["kind"] = json!("metric");
         v["custos"] = json!({ "lost": self.lost, "lost_total": self.total });

@@ -162,7 +162,7 @@ fn stream(
         let line = match format {
             OutputFormat::Ecs => Some(ev.to_string()),
             OutputFormat::Ocsf => Some(custos_event::to_ocsf(&ev).to_string()),
-            OutputFormat::Santa => custos_event::to_santa(&ev),
+            OutputFormat::Santa => custos_event::to_santa_file_line(&ev),
         };
         if let Some(line) = line {
             buf.extend_from_slice(line.as_bytes());
