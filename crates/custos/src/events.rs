@@ -134,9 +134,9 @@ fn header() -> String {
 }
 
 fn print(out: &mut impl Write, r: &Stored, format: EventsFormat) -> anyhow::Result<()> {
-    let doc = || serde_json::from_str::<Value>(&r.doc).unwrap_or(Value::Null);
+    let doc = || serde_json::from_str::<Value>(&r.row.doc).unwrap_or(Value::Null);
     match format {
-        EventsFormat::Ecs => writeln!(out, "{}", r.doc)?,
+        EventsFormat::Ecs => writeln!(out, "{}", r.row.doc)?,
         EventsFormat::Ocsf => writeln!(out, "{}", custos_event::to_ocsf(&doc()))?,
         EventsFormat::Santa => {
             if let Some(line) = custos_event::to_santa(&doc()) {
@@ -160,17 +160,17 @@ fn flat(r: &Stored) -> Value {
     json!({
         "id": r.id,
         "@timestamp": humantime::format_rfc3339_micros(
-            SystemTime::UNIX_EPOCH + Duration::from_micros(r.ts_us.max(0) as u64)
+            SystemTime::UNIX_EPOCH + Duration::from_micros(r.row.ts_us.max(0) as u64)
         ).to_string(),
-        "kind": r.kind,
-        "action": r.action,
-        "outcome": r.outcome,
-        "pid": r.pid,
-        "ppid": r.ppid,
-        "entity_id": r.entity_id,
-        "parent_entity_id": r.parent_entity_id,
-        "path": r.path,
-        "sha256": r.sha256,
+        "kind": r.row.kind,
+        "action": r.row.action,
+        "outcome": r.row.outcome.map(|o| o.as_str()),
+        "pid": r.row.pid,
+        "ppid": r.row.ppid,
+        "entity_id": r.row.entity_id,
+        "parent_entity_id": r.row.parent_entity_id,
+        "path": r.row.path,
+        "sha256": r.row.sha256,
     })
 }
 
@@ -178,8 +178,8 @@ fn flat(r: &Stored) -> Value {
 fn text(r: &Stored, d: &Value) -> String {
     let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
     let p = &d["process"];
-    let path = r.path.clone().unwrap_or_default();
-    let detail = match (r.kind.as_str(), r.action.as_str()) {
+    let path = r.row.path.clone().unwrap_or_default();
+    let detail = match (r.row.kind.as_str(), r.row.action.as_str()) {
         ("exec", _) => {
             let mut t = format!("{path}  reason={}", s(&d["custos"]["reason"]));
             if let Some(src) = d["custos"]["source"]["name"].as_str() {
@@ -200,9 +200,9 @@ fn text(r: &Stored, d: &Value) -> String {
         ("process", "thread_start" | "thread_end") => {
             format!("{path}  tid {}", p["thread"]["id"].as_u64().unwrap_or(0))
         }
-        ("process", "fork") => format!("{path}  parent {}", r.ppid.unwrap_or(0)),
+        ("process", "fork") => format!("{path}  parent {}", r.row.ppid.unwrap_or(0)),
         ("process", _) => p["command_line"].as_str().map_or(path, |c| {
-            format!("{c}  ({})", r.path.as_deref().unwrap_or(""))
+            format!("{c}  ({})", r.row.path.as_deref().unwrap_or(""))
         }),
         ("image", _) => format!("{path}  in {}", s(&p["executable"])),
         ("injection", _) => format!(
@@ -223,11 +223,11 @@ fn text(r: &Stored, d: &Value) -> String {
     };
     format!(
         "{:<24}  {:<9} {:<12} {:<7} {:>7}  {}",
-        time(r.ts_us),
-        r.kind,
-        r.action,
-        r.outcome.as_deref().unwrap_or(""),
-        r.pid.map_or(String::new(), |p| p.to_string()),
+        time(r.row.ts_us),
+        r.row.kind,
+        r.row.action,
+        r.row.outcome.map(|o| o.as_str()).unwrap_or(""),
+        r.row.pid.map_or(String::new(), |p| p.to_string()),
         detail
     )
 }

@@ -53,6 +53,14 @@ fn stored(sb: &Sandbox, args: &[&str], n: usize) -> Vec<Value> {
     found
 }
 
+/// `bad`, a copy of /bin/false under a block rule, tried once (and denied).
+fn blocked(sb: &Sandbox) -> PathBuf {
+    let bad = sb.install("/bin/false", "bad");
+    sb.ok(&["rule", "add", "--file", bad.to_str().unwrap(), "--block"]);
+    assert_denied(&bad);
+    bad
+}
+
 fn sha256_hex(p: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
@@ -66,12 +74,10 @@ fn every_kind_is_stored_and_found_by_every_filter() {
     let sb = Sandbox::started("monitor", TELEMETRY);
     sb.wait_telemetry();
     let good = sb.install("/bin/true", "good");
-    let bad = sb.install("/bin/false", "bad");
-    sb.ok(&["rule", "add", "--file", bad.to_str().unwrap(), "--block"]);
     let child = Command::new(&good).arg("--flag").spawn().unwrap();
     let gpid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
-    assert_denied(&bad);
+    let bad = blocked(&sb);
     // Injection: a ptrace attach to a sleeping process.
     let tracer = cc(sb.dir.path(), "ptrace_attach");
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
@@ -403,9 +409,7 @@ fn corrupt_store_is_named_and_decisions_and_stream_go_on() {
     std::fs::create_dir_all(sb.dir.path().join("state")).unwrap();
     std::fs::write(db(&sb), vec![0x42; 16384]).unwrap();
     sb.start();
-    let bad = sb.install("/bin/false", "bad");
-    sb.ok(&["rule", "add", "--file", bad.to_str().unwrap(), "--block"]);
-    assert_denied(&bad);
+    let bad = blocked(&sb);
     // The decision is streamed.
     let ev = sb.events_of(&bad, 1);
     assert_eq!(ev[0]["custos"]["decision"], "deny");
@@ -440,9 +444,7 @@ fn locked_store_keeps_deciding_and_catches_up() {
     // Another program holds the write lock.
     let lock = rusqlite::Connection::open(db(&sb)).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let bad = sb.install("/bin/false", "bad");
-    sb.ok(&["rule", "add", "--file", bad.to_str().unwrap(), "--block"]);
-    assert_denied(&bad);
+    let bad = blocked(&sb);
     assert_eq!(sb.events_of(&bad, 1)[0]["custos"]["decision"], "deny");
     wait_until(Duration::from_secs(10), "store not reported locked", || {
         sb.status()["store"]["state"]
@@ -470,9 +472,7 @@ fn ocsf_and_santa_outputs() {
         ("santa", "action=EXEC|decision=DENY|reason=BINARY"),
     ] {
         let sb = Sandbox::started("monitor", &format!("[output]\nformat = \"{format}\"\n"));
-        let bad = sb.install("/bin/false", "bad");
-        sb.ok(&["rule", "add", "--file", bad.to_str().unwrap(), "--block"]);
-        assert_denied(&bad);
+        let bad = blocked(&sb);
         let out = sb.dir.path().join("events.json");
         wait_until(Duration::from_secs(10), format!("{format} line"), || {
             std::fs::read_to_string(&out)

@@ -224,27 +224,33 @@ impl ExecEvent {
     }
 }
 
+/// A denied exec, for the tests of every format.
+#[cfg(test)]
+pub(crate) fn sample_exec() -> ExecEvent {
+    ExecEvent {
+        timestamp: "2026-11-22T05:00:00.123456Z".into(),
+        decision: Decision::Deny,
+        would_deny: false,
+        reason: Reason::BinaryRule,
+        rule_id: Some(7),
+        mode: Mode::Monitor,
+        cached: false,
+        pid: 42,
+        ppid: Some(1),
+        uid: Some(1000),
+        executable: Some("/tmp/x/evil".into()),
+        sha256: Some("ab".repeat(32)),
+        error: None,
+        source: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sample() -> ExecEvent {
-        ExecEvent {
-            timestamp: "2026-11-22T05:00:00.000000Z".into(),
-            decision: Decision::Deny,
-            would_deny: false,
-            reason: Reason::BinaryRule,
-            rule_id: Some(7),
-            mode: Mode::Monitor,
-            cached: false,
-            pid: 42,
-            ppid: Some(1),
-            uid: Some(1000),
-            executable: Some("/tmp/x/evil".into()),
-            sha256: Some("ab".repeat(32)),
-            error: None,
-            source: None,
-        }
+        sample_exec()
     }
 
     #[test]
@@ -293,6 +299,6 @@ mod tests {
         let line = sample().to_json_line();
         assert!(!line.contains('\n'));
         let back: Value = serde_json::from_str(&line).expect("valid JSON");
-        assert_eq!(back["@timestamp"], "2026-11-22T05:00:00.000000Z");
+        assert_eq!(back["@timestamp"], "2026-11-22T05:00:00.123456Z");
     }
 }

@@ -6,22 +6,7 @@ use crate::{
 use serde_json::json;
 
 fn exec() -> ExecEvent {
-    ExecEvent {
-        timestamp: "2026-11-22T05:00:00.123456Z".into(),
-        decision: Decision::Deny,
-        would_deny: false,
-        reason: Reason::BinaryRule,
-        rule_id: Some(7),
-        mode: Mode::Monitor,
-        cached: false,
-        pid: 42,
-        ppid: Some(1),
-        uid: Some(1000),
-        executable: Some("/tmp/x/evil".into()),
-        sha256: Some("ab".repeat(32)),
-        error: None,
-        source: None,
-    }
+    crate::exec::sample_exec()
 }
 
 fn line(e: &ExecEvent) -> String {

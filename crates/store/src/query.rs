@@ -1,7 +1,7 @@
 //! Queries: the filters of `custos events`, newest-first with a limit, and following.
 
 use crate::db::open_ro;
-use crate::row::Outcome;
+use crate::row::{Outcome, Row};
 use crate::StoreError;
 use rusqlite::types::Value as Sql;
 use rusqlite::Connection;
@@ -78,33 +78,13 @@ impl Filter {
     }
 }
 
-/// One stored event.
+/// One stored event: its store id and its row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
     /// Store id: increasing in insertion order, never reused.
     pub id: i64,
-    /// `@timestamp`, µs since the epoch.
-    pub ts_us: i64,
-    /// Kind.
-    pub kind: String,
-    /// `event.action`.
-    pub action: String,
-    /// Decision, if the event has one.
-    pub outcome: Option<String>,
-    /// `process.pid`.
-    pub pid: Option<i64>,
-    /// `process.parent.pid`.
-    pub ppid: Option<i64>,
-    /// `process.entity_id`.
-    pub entity_id: Option<String>,
-    /// `process.parent.entity_id`.
-    pub parent_entity_id: Option<String>,
-    /// The event's path.
-    pub path: Option<String>,
-    /// SHA-256.
-    pub sha256: Option<String>,
-    /// The ECS document as written.
-    pub doc: String,
+    /// The indexed fields and the ECS document.
+    pub row: Row,
 }
 
 const COLUMNS: &str =
@@ -113,17 +93,22 @@ const COLUMNS: &str =
 fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
     Ok(Stored {
         id: r.get(0)?,
-        ts_us: r.get(1)?,
-        kind: r.get(2)?,
-        action: r.get(3)?,
-        outcome: r.get(4)?,
-        pid: r.get(5)?,
-        ppid: r.get(6)?,
-        entity_id: r.get(7)?,
-        parent_entity_id: r.get(8)?,
-        path: r.get(9)?,
-        sha256: r.get(10)?,
-        doc: r.get(11)?,
+        row: Row {
+            ts_us: r.get(1)?,
+            kind: r.get(2)?,
+            action: r.get(3)?,
+            outcome: r
+                .get::<_, Option<String>>(4)?
+                .as_deref()
+                .and_then(Outcome::parse),
+            pid: r.get(5)?,
+            ppid: r.get(6)?,
+            entity_id: r.get(7)?,
+            parent_entity_id: r.get(8)?,
+            path: r.get(9)?,
+            sha256: r.get(10)?,
+            doc: r.get(11)?,
+        },
     })
 }
 

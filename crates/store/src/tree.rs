@@ -170,13 +170,13 @@ fn describe(entity: &str, events: &[Stored]) -> ProcessNode {
     for (i, e) in events.iter().enumerate() {
         n.known = true;
         if i == 0 {
-            n.first_us = Some(e.ts_us);
-            n.ppid = e.ppid;
-            n.parent_entity_id = e.parent_entity_id.clone();
-            n.pid = e.pid.or(n.pid);
+            n.first_us = Some(e.row.ts_us);
+            n.ppid = e.row.ppid;
+            n.parent_entity_id = e.row.parent_entity_id.clone();
+            n.pid = e.row.pid.or(n.pid);
         }
-        let doc: Value = serde_json::from_str(&e.doc).unwrap_or(Value::Null);
-        match e.action.as_str() {
+        let doc: Value = serde_json::from_str(&e.row.doc).unwrap_or(Value::Null);
+        match e.row.action.as_str() {
             "exit" => {
                 n.ended = Some(match doc["custos"]["signal"].as_u64() {
                     Some(s) => format!("signal {s}"),
@@ -184,7 +184,7 @@ fn describe(entity: &str, events: &[Stored]) -> ProcessNode {
                 });
             }
             action => {
-                if let Some(p) = &e.path {
+                if let Some(p) = &e.row.path {
                     if action == "exec" || n.programs.is_empty() {
                         n.programs.push(p.clone());
                     }

@@ -44,7 +44,7 @@ fn sample(dir: &std::path::Path) -> Reader {
 fn actions(r: &Reader, f: Filter) -> Vec<String> {
     let (rows, _) = r.latest(&f, None).expect("query");
     rows.into_iter()
-        .map(|s| format!("{}/{}", s.kind, s.action))
+        .map(|s| format!("{}/{}", s.row.kind, s.row.action))
         .collect()
 }
 
@@ -87,19 +87,19 @@ fn every_filter() {
     };
     let (rows, _) = r.latest(&sha, None).unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].path.as_deref(), Some("/tmp/x/evil"));
+    assert_eq!(rows[0].row.path.as_deref(), Some("/tmp/x/evil"));
     let deny = Filter {
         outcome: Some(Outcome::Deny),
         ..Filter::default()
     };
     let (rows, _) = r.latest(&deny, None).unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].pid, Some(11));
+    assert_eq!(rows[0].row.pid, Some(11));
     let allow = Filter {
         outcome: Some(Outcome::Allow),
         ..Filter::default()
     };
-    assert_eq!(r.latest(&allow, None).unwrap().0[0].pid, Some(10));
+    assert_eq!(r.latest(&allow, None).unwrap().0[0].row.pid, Some(10));
     let ent = Filter {
         entity_id: Some("b:5:12".into()),
         ..Filter::default()
@@ -121,7 +121,7 @@ fn limit_keeps_the_newest_in_time_order() {
     let r = sample(dir.path());
     let (rows, more) = r.latest(&Filter::default(), Some(2)).unwrap();
     assert!(more);
-    let t: Vec<i64> = rows.iter().map(|s| s.ts_us / 1_000_000).collect();
+    let t: Vec<i64> = rows.iter().map(|s| s.row.ts_us / 1_000_000).collect();
     assert_eq!(t, [1004, 1005]);
     let (rows, more) = r.latest(&Filter::default(), Some(6)).unwrap();
     assert!(!more);
@@ -148,7 +148,7 @@ fn follow_sees_only_new_events() {
     };
     let new = r.after(&deny, last, 100).unwrap();
     assert_eq!(new.len(), 1);
-    assert_eq!(new[0].path.as_deref(), Some("/usr/bin/new"));
+    assert_eq!(new[0].row.path.as_deref(), Some("/usr/bin/new"));
     assert!(new[0].id > last);
     assert_eq!(r.after(&Filter::default(), last, 100).unwrap().len(), 2);
 }

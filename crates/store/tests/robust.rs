@@ -49,7 +49,7 @@ fn size_bound_keeps_the_newest() {
     assert!(kept > 1000 && kept < u64::from(n), "kept {kept}");
     // The newest are kept, the oldest gone.
     let (rows, _) = r.latest(&Filter::default(), Some(1)).unwrap();
-    assert_eq!(rows[0].pid, Some(i64::from(n - 1)));
+    assert_eq!(rows[0].row.pid, Some(i64::from(n - 1)));
     let first = Filter {
         pid: Some(0),
         ..Filter::default()
@@ -84,7 +84,7 @@ fn age_bound_removes_old_events() {
     assert_eq!(w.status().pruned_age, 2);
     let r = Reader::open(&db).unwrap();
     let pids: Vec<_> = r.latest(&Filter::default(), None).unwrap().0;
-    let pids: Vec<_> = pids.iter().map(|s| s.pid.unwrap()).collect();
+    let pids: Vec<_> = pids.iter().map(|s| s.row.pid.unwrap()).collect();
     assert_eq!(pids, [3, 4]);
 }
 
@@ -134,8 +134,8 @@ fn locked_database_queues_then_counts_drops_and_records_them() {
     };
     let (marks, _) = r.latest(&agent, None).unwrap();
     assert_eq!(marks.len(), 1);
-    assert_eq!(marks[0].action, "events_dropped");
-    let doc: serde_json::Value = serde_json::from_str(&marks[0].doc).unwrap();
+    assert_eq!(marks[0].row.action, "events_dropped");
+    let doc: serde_json::Value = serde_json::from_str(&marks[0].row.doc).unwrap();
     assert_eq!(doc["custos"]["dropped_total"], st.dropped);
     assert_eq!(r.count().unwrap(), sent + 1);
 }
