@@ -42,10 +42,31 @@ fn pragma(conn: &Connection, path: &Path, sql: &str) -> Result<(), StoreError> {
         .map_err(|e| StoreError::sqlite(path, "set pragmas", e))
 }
 
-/// Opens (creating if needed) the database for writing: WAL, `synchronous=NORMAL`
+/// Opens (creating if needed, mode 0600) the database for writing: WAL, `synchronous=NORMAL`
 /// (a commit survives a crash of the process), incremental auto-vacuum (so retention can give
 /// space back), the schema. The directory must exist.
 pub(crate) fn open_rw(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
+    // Created by us first, 0600: events hold command lines. SQLite gives its -wal and -shm
+    // files the database file's mode.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "create",
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -83,10 +104,21 @@ pub(crate) fn open_rw(path: &Path, busy: Duration) -> Result<Connection, StoreEr
 
 /// Opens an existing database for reading.
 pub(crate) fn open_ro(path: &Path) -> Result<Connection, StoreError> {
-    if !path.exists() {
-        return Err(StoreError::Missing {
-            path: path.to_owned(),
-        });
+    match std::fs::metadata(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            })
+        }
+        // Most often: not root, and the state dir is 0700.
+        Err(source) => {
+            return Err(StoreError::Io {
+                op: "read",
+                path: path.to_owned(),
+                source,
+            })
+        }
     }
     let conn = Connection::open_with_flags(
         path,

@@ -19,7 +19,7 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// SQLite found the database damaged.
-    #[error("event store {path} is corrupt: {source}")]
+    #[error("event store {path} is corrupt")]
     Corrupt {
         /// The database file.
         path: PathBuf,
@@ -28,7 +28,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// Another process holds a lock on the database past the busy timeout.
-    #[error("event store {path} is locked by another process: {source}")]
+    #[error("event store {path} is locked by another process")]
     Locked {
         /// The database file.
         path: PathBuf,
@@ -47,7 +47,7 @@ pub enum StoreError {
         known: i64,
     },
     /// Any other SQLite failure.
-    #[error("event store {path}: cannot {op}: {source}")]
+    #[error("event store {path}: cannot {op}")]
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -58,7 +58,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// A file operation around the database failed.
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}")]
     Io {
         /// What was being done.
         op: &'static str,
@@ -86,6 +86,17 @@ impl StoreError {
                 source: e,
             },
         }
+    }
+
+    /// The message with its causes, `a: b: c`, for status lines and logs.
+    pub fn chain(&self) -> String {
+        let mut s = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            s += &format!(": {c}");
+            cause = c.source();
+        }
+        s
     }
 
     /// Worth retrying later as is (a lock, a full disk), as opposed to needing a new database.

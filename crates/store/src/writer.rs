@@ -319,7 +319,11 @@ impl Worker {
                 self.conn = None;
                 match move_aside(&self.opts.path) {
                     Ok(to) => {
-                        tracing::error!("{e}; moved it to {} and started a new one", to.display());
+                        tracing::error!(
+                            "{}; moved it to {} and started a new one",
+                            e.chain(),
+                            to.display()
+                        );
                         *self
                             .shared
                             .moved_aside
@@ -328,18 +332,18 @@ impl Worker {
                         self.retry_at = Instant::now();
                     }
                     Err(m) => {
-                        self.shared.set_state(format!("failed: {e}; {m}"));
+                        self.shared.set_state(format!("failed: {}; {m}", e.chain()));
                         self.retry_at = Instant::now() + Duration::from_secs(30);
                     }
                 }
             }
             e if !e.is_transient() => {
                 self.conn = None;
-                self.shared.set_state(format!("failed: {e}"));
+                self.shared.set_state(format!("failed: {}", e.chain()));
                 self.retry_at = Instant::now() + Duration::from_secs(30);
             }
             e => {
-                self.shared.set_state(format!("retrying: {e}"));
+                self.shared.set_state(format!("retrying: {}", e.chain()));
                 self.retry_at = Instant::now() + Duration::from_secs(1);
             }
         }

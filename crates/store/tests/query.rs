@@ -53,6 +53,12 @@ fn every_filter() {
     let dir = tempfile::tempdir().unwrap();
     let r = sample(dir.path());
     assert_eq!(r.count().unwrap(), 6);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("events.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "events hold command lines");
     assert_eq!(actions(&r, Filter::default()).len(), 6);
     let kind = |k: &str| Filter {
         kinds: vec![k.into()],

@@ -46,9 +46,16 @@ impl Output {
         };
         let store = if cfg.store.enabled {
             let path = cfg.store.path_in(&cfg.state_dir);
+            // Not fatal: the writer reports and retries what it cannot open.
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                use std::os::unix::fs::DirBuilderExt;
+                if let Err(e) = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                {
+                    tracing::error!("event store: cannot create {}: {e}", dir.display());
+                }
             }
             let mut opts = WriterOptions::new(
                 path,
