@@ -29,10 +29,10 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS events_kind_ts ON events(kind, ts);
 CREATE INDEX IF NOT EXISTS events_pid_ts ON events(pid, ts);
-CREATE INDEX IF NOT EXISTS events_path ON events(path);
+CREATE INDEX IF NOT EXISTS events_path ON events(path, ts);
 CREATE INDEX IF NOT EXISTS events_outcome_ts ON events(outcome, ts) WHERE outcome IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_sha256 ON events(sha256) WHERE sha256 IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_entity ON events(entity_id) WHERE entity_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_entity ON events(entity_id, ts) WHERE entity_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_parent_entity ON events(parent_entity_id)
     WHERE parent_entity_id IS NOT NULL;
 ";

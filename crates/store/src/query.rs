@@ -47,7 +47,14 @@ impl Filter {
             push("pid = ?", Sql::Integer(p));
         }
         if let Some(g) = &self.path_glob {
-            push("path GLOB ?", Sql::Text(g.clone()));
+            // Without wildcards a glob is one path: `=` lets `(path, ts)` give the newest
+            // first without sorting every match.
+            let op = if g.contains(['*', '?', '[']) {
+                "path GLOB ?"
+            } else {
+                "path = ?"
+            };
+            push(op, Sql::Text(g.clone()));
         }
         if let Some(h) = &self.sha256 {
             push("sha256 = ?", Sql::Text(h.to_ascii_lowercase()));

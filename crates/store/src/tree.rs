@@ -68,7 +68,9 @@ pub const MAX_DEPTH: usize = 64;
 /// Most descendants loaded.
 pub const MAX_NODES: usize = 2000;
 
-const LIFECYCLE: &str = "kind = 'process' AND action IN ('fork', 'exec', 'snapshot', 'exit')";
+/// The events that describe a process's life. The unary `+` keeps SQLite from choosing the
+/// `(kind, ts)` index (every process event) over the entity indexes (a handful of rows).
+const LIFECYCLE: &str = "+kind = 'process' AND +action IN ('fork', 'exec', 'snapshot', 'exit')";
 
 impl Reader {
     /// The tree around a process, or `None` if no event names it.

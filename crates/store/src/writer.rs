@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+/// How often the planner's statistics are refreshed (`PRAGMA optimize`).
+const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
+
 /// How the writer runs.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -201,6 +204,8 @@ struct Worker {
     recorded_drops: u64,
     retry_at: Instant,
     last_age: Option<Instant>,
+    /// When the query planner's statistics were last refreshed.
+    last_optimize: Instant,
     closed: bool,
 }
 
@@ -215,6 +220,7 @@ impl Worker {
             recorded_drops: 0,
             retry_at: Instant::now(),
             last_age: None,
+            last_optimize: Instant::now(),
             closed: false,
         }
     }
@@ -236,7 +242,7 @@ impl Worker {
             }
         }
         if let Some(c) = &self.conn {
-            let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            let _ = c.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE)");
         }
         self.shared.set_state("stopped".into());
     }
@@ -270,7 +276,12 @@ impl Worker {
     fn step(&mut self, drops: u64, work: bool) -> Result<(), StoreError> {
         let path = self.opts.path.clone();
         if self.conn.is_none() {
-            self.conn = Some(open_rw(&path, Duration::from_secs(1))?);
+            let conn = open_rw(&path, Duration::from_secs(1))?;
+            // Statistics for the query planner (readers use them too): gathered once, cheaply
+            // (0x10000: on tables that have none), then refreshed hourly below.
+            let _ = conn.execute_batch("PRAGMA optimize = 0x10002");
+            self.last_optimize = Instant::now();
+            self.conn = Some(conn);
             self.shared.set_state("ok".into());
         }
         let Some(conn) = self.conn.as_mut() else {
@@ -305,6 +316,10 @@ impl Worker {
                 let n = prune_age(conn, &path, cutoff)?;
                 self.shared.pruned_age.fetch_add(n, Relaxed);
             }
+        }
+        if self.last_optimize.elapsed() >= OPTIMIZE_EVERY {
+            self.last_optimize = Instant::now();
+            let _ = conn.execute_batch("PRAGMA optimize");
         }
         let (count, _, size) = pages(conn, &path)?;
         self.shared.bytes.store(count * size, Relaxed);

@@ -87,6 +87,19 @@ fn every_filter() {
         ..Filter::default()
     };
     assert_eq!(actions(&r, glob), ["image/image_load"]);
+    let exact = Filter {
+        path_glob: Some("/usr/bin/ls".into()),
+        ..Filter::default()
+    };
+    assert_eq!(actions(&r, exact), ["exec/exec"]);
+    let class = Filter {
+        path_glob: Some("/usr/bin/[a-i]*".into()),
+        ..Filter::default()
+    };
+    assert_eq!(
+        actions(&r, class),
+        ["process/fork", "process/exec", "process/exit"]
+    );
     let sha = Filter {
         sha256: Some(B.to_ascii_uppercase()),
         ..Filter::default()
