@@ -80,7 +80,6 @@ fn filter(q: &EventsQuery) -> anyhow::Result<Filter> {
         path_glob: q.path.clone(),
         sha256: q.sha256.clone(),
         outcome: q.outcome.as_deref().and_then(Outcome::parse),
-        entity_id: None,
     })
 }
 

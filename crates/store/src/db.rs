@@ -10,7 +10,8 @@ pub const SCHEMA_VERSION: i64 = 1;
 
 /// One table for every kind; the document is the ECS JSON line. `AUTOINCREMENT` so an id is
 /// never reused, even after pruning has emptied the table: `--follow` keeps its place by id.
-/// Partial indexes where most events have no value (hash, outcome, entity).
+/// Partial indexes where most events have no value (hash, outcome), and for process trees,
+/// which only read process events by entity (most events are image loads).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -32,9 +33,8 @@ CREATE INDEX IF NOT EXISTS events_pid_ts ON events(pid, ts);
 CREATE INDEX IF NOT EXISTS events_path ON events(path, ts);
 CREATE INDEX IF NOT EXISTS events_outcome_ts ON events(outcome, ts) WHERE outcome IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_sha256 ON events(sha256) WHERE sha256 IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_entity ON events(entity_id, ts) WHERE entity_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_parent_entity ON events(parent_entity_id)
-    WHERE parent_entity_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_lifecycle ON events(entity_id, ts) WHERE kind = 'process';
+CREATE INDEX IF NOT EXISTS events_children ON events(parent_entity_id, ts) WHERE kind = 'process';
 ";
 
 fn pragma(conn: &Connection, path: &Path, sql: &str) -> Result<(), StoreError> {
@@ -92,7 +92,8 @@ pub(crate) fn open_rw(path: &Path, busy: Duration) -> Result<Connection, StoreEr
         &conn,
         path,
         "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16384; PRAGMA journal_size_limit = 67108864;",
+         PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;
+         PRAGMA journal_size_limit = 67108864;",
     )?;
     check_version(&conn, path, true)?;
     conn.execute_batch(SCHEMA)

@@ -24,8 +24,6 @@ pub struct Filter {
     pub sha256: Option<String>,
     /// Decision.
     pub outcome: Option<Outcome>,
-    /// `process.entity_id`.
-    pub entity_id: Option<String>,
 }
 
 impl Filter {
@@ -61,9 +59,6 @@ impl Filter {
         }
         if let Some(o) = self.outcome {
             push("outcome = ?", Sql::Text(o.as_str().into()));
-        }
-        if let Some(e) = &self.entity_id {
-            push("entity_id = ?", Sql::Text(e.clone()));
         }
         if !self.kinds.is_empty() {
             let marks: Vec<String> = self

@@ -119,11 +119,6 @@ fn every_filter() {
         ..Filter::default()
     };
     assert_eq!(r.latest(&allow, None).unwrap().0[0].row.pid, Some(10));
-    let ent = Filter {
-        entity_id: Some("b:5:12".into()),
-        ..Filter::default()
-    };
-    assert_eq!(actions(&r, ent).len(), 3);
     // Filters combine.
     let both = Filter {
         pid: Some(12),
