@@ -147,9 +147,17 @@ impl Reader {
     ) -> Result<(Vec<Stored>, bool), StoreError> {
         let (clause, args) = f.clause();
         let lim = limit.map_or(-1, |n| n.saturating_add(1).min(i64::MAX as u64) as i64);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE {clause} ORDER BY ts DESC, id DESC LIMIT {lim}"
-        );
+        // With a limit, ids first: when an index covers the filter (`(path, ts)` for a glob),
+        // the newest are found without reading every matching row, and only those are read.
+        let sql = if limit.is_some() {
+            format!(
+                "SELECT {COLUMNS} FROM events WHERE id IN
+                   (SELECT id FROM events WHERE {clause} ORDER BY ts DESC, id DESC LIMIT {lim})
+                 ORDER BY ts DESC, id DESC"
+            )
+        } else {
+            format!("SELECT {COLUMNS} FROM events WHERE {clause} ORDER BY ts DESC, id DESC")
+        };
         let mut rows = self.select(&sql, &args)?;
         let more = limit.is_some_and(|n| rows.len() as u64 > n);
         if more {
