@@ -61,6 +61,13 @@ fn blocked(sb: &Sandbox) -> PathBuf {
     bad
 }
 
+/// An agent in monitor mode with the eBPF process sensor running.
+fn with_telemetry() -> Sandbox {
+    let sb = Sandbox::started("monitor", TELEMETRY);
+    sb.wait_telemetry();
+    sb
+}
+
 fn sha256_hex(p: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
@@ -71,8 +78,7 @@ fn every_kind_is_stored_and_found_by_every_filter() {
     if !root_or_skip() {
         return;
     }
-    let sb = Sandbox::started("monitor", TELEMETRY);
-    sb.wait_telemetry();
+    let sb = with_telemetry();
     let good = sb.install("/bin/true", "good");
     let child = Command::new(&good).arg("--flag").spawn().unwrap();
     let gpid = child.id();
@@ -258,8 +264,7 @@ fn tree_shows_lineage_across_fork_and_exec() {
     if !root_or_skip() {
         return;
     }
-    let sb = Sandbox::started("monitor", TELEMETRY);
-    sb.wait_telemetry();
+    let sb = with_telemetry();
     let outer = sb.install("/bin/sh", "outer");
     let mid = sb.install("/bin/sh", "mid");
     let leaf = sb.install("/bin/sleep", "leaf");
@@ -355,8 +360,7 @@ fn kill_9_under_load_leaves_every_committed_event() {
     if !root_or_skip() {
         return;
     }
-    let mut sb = Sandbox::started("monitor", TELEMETRY);
-    sb.wait_telemetry();
+    let mut sb = with_telemetry();
     let prog = sb.install("/bin/true", "load");
     // Execs in a loop from a shell: process, image and exec events, fast.
     let mut load = Command::new("/bin/sh")
