@@ -47,10 +47,7 @@ fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
             )
         })?,
     };
-    let us = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
-    Ok(i64::try_from(us).unwrap_or(i64::MAX))
+    Ok(custos_store::to_us(t).unwrap_or(0))
 }
 
 fn filter(q: &EventsQuery) -> anyhow::Result<Filter> {
@@ -149,7 +146,7 @@ fn print(out: &mut impl Write, r: &Stored, format: EventsFormat) -> anyhow::Resu
 }
 
 fn time(us: i64) -> String {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_micros(us.max(0) as u64);
+    let t = custos_store::from_us(us);
     // 2026-11-22T10:00:01.123Z
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -158,9 +155,7 @@ fn time(us: i64) -> String {
 fn flat(r: &Stored) -> Value {
     json!({
         "id": r.id,
-        "@timestamp": humantime::format_rfc3339_micros(
-            SystemTime::UNIX_EPOCH + Duration::from_micros(r.row.ts_us.max(0) as u64)
-        ).to_string(),
+        "@timestamp": custos_event::timestamp(custos_store::from_us(r.row.ts_us)),
         "kind": r.row.kind,
         "action": r.row.action,
         "outcome": r.row.outcome.map(|o| o.as_str()),

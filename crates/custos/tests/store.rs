@@ -68,6 +68,15 @@ fn with_telemetry() -> Sandbox {
     sb
 }
 
+/// An agent (monitor, no eBPF) whose store holds the decision for one run of `first`.
+fn one_exec_stored() -> (Sandbox, PathBuf) {
+    let sb = Sandbox::started("monitor", "");
+    let first = sb.install("/bin/true", "first");
+    assert_runs(&first);
+    stored(&sb, &["--kind", "exec"], 1);
+    (sb, first)
+}
+
 fn sha256_hex(p: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
@@ -220,10 +229,7 @@ fn follow_prints_new_events_as_they_happen() {
     if !root_or_skip() {
         return;
     }
-    let sb = Sandbox::started("monitor", "");
-    let prog = sb.install("/bin/true", "first");
-    assert_runs(&prog);
-    stored(&sb, &["--kind", "exec"], 1);
+    let (sb, prog) = one_exec_stored();
     let mut f = Command::new(BIN)
         .args([
             "events", "--follow", "--kind", "exec", "--format", "json", "--limit", "0",
@@ -441,10 +447,7 @@ fn locked_store_keeps_deciding_and_catches_up() {
     if !root_or_skip() {
         return;
     }
-    let sb = Sandbox::started("monitor", "");
-    let first = sb.install("/bin/true", "first");
-    assert_runs(&first);
-    stored(&sb, &["--kind", "exec"], 1);
+    let (sb, _) = one_exec_stored();
     // Another program holds the write lock.
     let lock = rusqlite::Connection::open(db(&sb)).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();

@@ -139,11 +139,23 @@ impl InjectEvent {
     }
 }
 
-/// The sensor could not queue some records (its ring buffer was full).
+/// What was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Loss {
+    /// Sensor records: the eBPF ring buffer was full (`records_lost`, `custos.lost`).
+    #[default]
+    Records,
+    /// Events: the store's queue was full (`events_dropped`, `custos.dropped`).
+    StoreEvents,
+}
+
+/// Something the agent could not keep: a gap anyone reading the events should see.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LossEvent {
     /// `@timestamp`, RFC 3339.
     pub timestamp: String,
+    /// What was lost.
+    pub what: Loss,
     /// Lost since the previous loss event.
     pub lost: u64,
     /// Lost since the agent started.
@@ -151,18 +163,15 @@ pub struct LossEvent {
 }
 
 impl LossEvent {
-    /// ECS: an `event.kind: metric` of the agent itself (module `custos.agent`, like the
-    /// store's `events_dropped`).
+    /// ECS: an `event.kind: metric` of the agent itself (module `custos.agent`).
     pub fn to_ecs(&self) -> Value {
-        let mut v = base(
-            &self.timestamp,
-            "host",
-            "info",
-            "records_lost",
-            "custos.agent",
-        );
+        let (action, count, total) = match self.what {
+            Loss::Records => ("records_lost", "lost", "lost_total"),
+            Loss::StoreEvents => ("events_dropped", "dropped", "dropped_total"),
+        };
+        let mut v = base(&self.timestamp, "host", "info", action, "custos.agent");
         v["event"]["kind"] = json!("metric");
-        v["custos"] = json!({ "lost": self.lost, "lost_total": self.total });
+        v["custos"] = json!({ count: self.lost, total: self.total });
         v
     }
 }
@@ -219,6 +228,7 @@ mod tests {
     #[test]
     fn loss_is_a_metric() {
         let v = LossEvent {
+            what: crate::Loss::Records,
             timestamp: "t".into(),
             lost: 3,
             total: 10,

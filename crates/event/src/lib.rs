@@ -11,7 +11,7 @@ mod ocsf;
 mod process;
 mod santa;
 
-pub use activity::{ImageEvent, InjectEvent, LossEvent, ProcessRef};
+pub use activity::{ImageEvent, InjectEvent, Loss, LossEvent, ProcessRef};
 pub use exec::{Decision, ExecEvent, Mode, Reason, SourceRef};
 /// OCSF 1.7.0 from an ECS document: the second output format, for OCSF-native tools.
 pub use ocsf::{to_ocsf, OCSF_VERSION};

@@ -320,6 +320,7 @@ fn injection_is_inject_with_source_as_actor() {
 #[test]
 fn loss_metric_is_a_base_event_keeping_everything() {
     let ecs = LossEvent {
+        what: crate::Loss::Records,
         timestamp: "2026-11-22T06:00:00.000000Z".into(),
         lost: 3,
         total: 10,

@@ -232,6 +232,7 @@ fn events_santa_does_not_log_have_no_line() {
     };
     assert_eq!(to_santa(&inject.to_ecs()), None);
     let loss = LossEvent {
+        what: crate::Loss::Records,
         timestamp: "t".into(),
         lost: 1,
         total: 1,

@@ -28,6 +28,6 @@ pub use db::{integrity_check, SCHEMA_VERSION};
 pub use error::StoreError;
 pub use query::{Filter, Reader, Stored};
 pub use retention::Retention;
-pub use row::{kind_of, Outcome, Row, KINDS};
+pub use row::{from_us, kind_of, to_us, Outcome, Row, KINDS};
 pub use tree::{ProcessNode, Tree, TreeKey};
 pub use writer::{StoreStatus, Writer, WriterOptions};

@@ -89,7 +89,8 @@ pub struct Stored {
     pub row: Row,
 }
 
-const COLUMNS: &str =
+/// The columns [`Stored`] is read from, in its order.
+pub(crate) const COLUMNS: &str =
     "id, ts, kind, action, outcome, pid, ppid, entity_id, parent_entity_id, path, sha256, doc";
 
 fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {

@@ -85,10 +85,15 @@ pub(crate) fn parse_ts(s: &str) -> Option<i64> {
     to_us(t)
 }
 
-/// Microseconds since the epoch.
-pub(crate) fn to_us(t: SystemTime) -> Option<i64> {
+/// Microseconds since the epoch, as the store keeps times; `None` before 1970 or past 2262.
+pub fn to_us(t: SystemTime) -> Option<i64> {
     let d = t.duration_since(UNIX_EPOCH).ok()?;
     i64::try_from(d.as_micros()).ok()
+}
+
+/// The time of a stored `ts` (µs since the epoch; negative clamps to the epoch).
+pub fn from_us(us: i64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_micros(u64::try_from(us).unwrap_or(0))
 }
 
 fn text(v: &Value) -> Option<String> {

@@ -3,7 +3,7 @@
 //! A process's parent is the one its *first* stored event names (its fork, or its snapshot
 //! when it was running before the agent): an exec after the parent died names the reaper.
 
-use crate::query::{Reader, Stored};
+use crate::query::{Reader, Stored, COLUMNS};
 use crate::StoreError;
 use rusqlite::types::Value as Sql;
 use serde_json::Value;
@@ -154,9 +154,7 @@ impl Reader {
     /// What the stored lifecycle events say about one process.
     fn node(&self, entity: &str) -> Result<ProcessNode, StoreError> {
         let sql = format!(
-            "SELECT id, ts, kind, action, outcome, pid, ppid, entity_id, parent_entity_id, path,
-                    sha256, doc
-             FROM events INDEXED BY events_lifecycle
+            "SELECT {COLUMNS} FROM events INDEXED BY events_lifecycle
              WHERE entity_id = ?1 AND {LIFECYCLE} ORDER BY ts, id"
         );
         let events = self.select(&sql, &[Sql::Text(entity.to_owned())])?;

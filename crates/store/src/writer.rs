@@ -5,9 +5,10 @@ use crate::retention::{pages, prune_age, prune_size};
 use crate::row::{to_us, Row};
 use crate::{Retention, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use custos_event::{Loss, LossEvent};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -404,17 +405,13 @@ fn insert(
 
 /// The agent's own record of a gap: `kind` agent, action `events_dropped`.
 fn dropped_event(dropped: u64, total: u64) -> Value {
-    json!({
-        "@timestamp": humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
-        "event": {
-            "kind": "metric",
-            "category": ["host"],
-            "type": ["info"],
-            "action": "events_dropped",
-            "module": "custos.agent",
-        },
-        "custos": { "dropped": dropped, "dropped_total": total },
-    })
+    LossEvent {
+        timestamp: custos_event::timestamp(SystemTime::now()),
+        what: Loss::StoreEvents,
+        lost: dropped,
+        total,
+    }
+    .to_ecs()
 }
 
 /// Renames a corrupt database (and its WAL and shared-memory files) to

@@ -83,7 +83,7 @@ impl Daemon {
             reputation: ReputationStatus {
                 sources: self.sources.status(),
             },
-            events_by_kind: self.output.by_kind().into_iter().collect(),
+            events_by_kind: self.output.by_kind(),
             store: self.output.store(),
         }
     }

@@ -98,7 +98,7 @@ impl Output {
     }
 
     /// Events emitted per kind (only kinds seen).
-    pub fn by_kind(&self) -> Vec<(String, u64)> {
+    pub fn by_kind(&self) -> std::collections::BTreeMap<String, u64> {
         let names = KINDS.iter().copied().chain(["other"]);
         names
             .zip(&self.by_kind)

@@ -358,6 +358,7 @@ fn loss_event(reported: &mut u64, total: u64) -> Option<LossEvent> {
     }
     let ev = LossEvent {
         timestamp: custos_event::timestamp(SystemTime::now()),
+        what: custos_event::Loss::Records,
         lost: total - *reported,
         total,
     };
