@@ -45,8 +45,10 @@
 #
 # The machine is left as found: agents stopped, mounts removed, fapolicyd config/db/log restored.
 #
-# Helpers shared with bench/process.sh (logging, stopping processes, package install, waiting for
-# a quiet machine, the rotated rounds) are in bench/lib.sh, which this script sources.
+# Helpers shared with bench/process.sh and bench/files.sh (logging, stopping processes, package
+# install, waiting for a quiet machine, the rotated rounds) are in bench/lib.sh; the fapolicyd
+# setup, start and teardown (shared with bench/files.sh) in bench/fapolicyd.sh. This script
+# sources both.
 set -euo pipefail
 
 N=${N:-2000}
@@ -67,6 +69,8 @@ NCPU=$(nproc)
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=fapolicyd.sh
+. "$(dirname "$0")/fapolicyd.sh"
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (fanotify permission events, mount)"
 [[ $FS_TYPE == ramfs || $FS_TYPE == tmpfs ]] || die "FS_TYPE must be ramfs or tmpfs"
@@ -77,31 +81,14 @@ TMP=""
 MNT=""
 TWIN=""
 CUSTOS_PID=""
-FAPO_PID=""
-FAPO_BACKUP=""          # set only once the fapolicyd backup is complete
-POLICY_RC_CREATED=0
-RUN_FAPOLICYD_CREATED=0
-
-restore_fapolicyd() {
-    [[ -n $FAPO_BACKUP ]] || return 0
-    rm -rf /etc/fapolicyd && cp -a "$FAPO_BACKUP/etc" /etc/fapolicyd
-    rm -rf /var/lib/fapolicyd && cp -a "$FAPO_BACKUP/varlib" /var/lib/fapolicyd
-    if [[ -e $FAPO_BACKUP/access.log ]]; then
-        cp -a "$FAPO_BACKUP/access.log" /var/log/fapolicyd-access.log
-    else
-        rm -f /var/log/fapolicyd-access.log
-    fi
-    FAPO_BACKUP=""
-}
+POLICY_RC_CREATED=0     # the fapolicyd state is in bench/fapolicyd.sh
 
 cleanup() {
     local rc=$?
     set +e
     [[ -n $CUSTOS_PID ]] && stop_pid "$CUSTOS_PID" custos
-    [[ -n $FAPO_PID ]] && stop_pid "$FAPO_PID" fapolicyd
-    restore_fapolicyd
+    fapolicyd_cleanup
     ((POLICY_RC_CREATED)) && rm -f /usr/sbin/policy-rc.d
-    ((RUN_FAPOLICYD_CREATED)) && rm -rf /run/fapolicyd
     [[ -n $MNT ]] && mountpoint -q "$MNT" && umount "$MNT"
     [[ -n $TWIN ]] && mountpoint -q "$TWIN" && umount "$TWIN"
     [[ -n $TMP && -d $TMP ]] && rm -rf "$TMP"
@@ -112,9 +99,7 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- tools
 # A running fapolicyd (not started by us) would distort every scenario, and its config is not ours.
-if pgrep -x fapolicyd >/dev/null; then
-    die "fapolicyd is already running; stop it first (systemctl stop fapolicyd)"
-fi
+fapolicyd_refuse_running
 
 need=()
 command -v hyperfine >/dev/null || need+=(hyperfine)
@@ -314,85 +299,17 @@ run_custos_ucache() { # round
     CUSTOS_PID=""
 }
 
-# ---------------------------------------------------------------- fapolicyd
-FAPO_OK=0
-FAPO_WHY=""
-
-fapolicyd_setup() {
-    # Back up everything a run can touch; restored by cleanup (also on error).
-    local b=$TMP/fapolicyd-backup
-    mkdir -p "$b"
-    cp -a /etc/fapolicyd "$b/etc"
-    if [[ -d /var/lib/fapolicyd ]]; then cp -a /var/lib/fapolicyd "$b/varlib"; else mkdir "$b/varlib"; fi
-    [[ -e /var/log/fapolicyd-access.log ]] && cp -a /var/log/fapolicyd-access.log "$b/access.log"
-    FAPO_BACKUP=$b
-
-    # The single rule, compiled the way the daemon loads it (rules.d -> compiled.rules).
-    rm -f /etc/fapolicyd/rules.d/* /etc/fapolicyd/fapolicyd.rules
-    echo 'allow perm=any all : all' >/etc/fapolicyd/rules.d/10-bench.rules
-    fagenrules >/dev/null 2>&1 || true
-    [[ -s /etc/fapolicyd/compiled.rules ]] \
-        || printf 'allow perm=any all : all\n' >/etc/fapolicyd/compiled.rules
-    local conf=/etc/fapolicyd/fapolicyd.conf
-    # 1.1.7 marks every mount whose type (first column of /proc/mounts) is in watch_fs, and
-    # follows mount changes; only the bench filesystem type.
-    sed -i "s/^watch_fs[[:space:]]*=.*/watch_fs = $FS_TYPE/" "$conf"
-    grep -q '^watch_fs' "$conf" || echo "watch_fs = $FS_TYPE" >>"$conf"
-    # fapolicyd drops to its user keeping CAP_SYS_RESOURCE among others; where that cap is not
-    # in the bounding set (containers, some VMs) it exits "Cannot change to uid". Stay root then.
-    local bnd
-    bnd=$(awk '/^CapBnd/ {print $2}' /proc/self/status)
-    if (((0x$bnd >> 24 & 1) == 0)); then
-        echo "note: CAP_SYS_RESOURCE not in the bounding set; running fapolicyd as root" >&2
-        sed -i 's/^uid[[:space:]]*=.*/uid = root/; s/^gid[[:space:]]*=.*/gid = root/' "$conf"
-    fi
-    if [[ ! -d /run/fapolicyd ]]; then # normally made by systemd-tmpfiles
-        mkdir -m 0770 /run/fapolicyd
-        RUN_FAPOLICYD_CREATED=1
-    fi
-}
-
-fapolicyd_start() {
-    : >"$TMP/fapolicyd.log"
-    fapolicyd --debug-deny >>"$TMP/fapolicyd.log" 2>&1 &
-    FAPO_PID=$!
-    local i
-    for ((i = 0; i < 200; i++)); do
-        if ! kill -0 "$FAPO_PID" 2>/dev/null; then
-            wait "$FAPO_PID" 2>/dev/null || true
-            FAPO_PID=""
-            FAPO_WHY="fapolicyd exited at start: $(tail -3 "$TMP/fapolicyd.log" | tr '\n' ' ')"
-            return 1
-        fi
-        grep -q 'Starting to listen for events' "$TMP/fapolicyd.log" && break
-        sleep 0.1
-    done
-    if ! grep -q 'Starting to listen for events' "$TMP/fapolicyd.log"; then
-        FAPO_WHY="fapolicyd not listening after 20 s"
-        return 1
-    fi
-    if ! grep -q "added $MNT mount point" "$TMP/fapolicyd.log"; then
-        FAPO_WHY="fapolicyd did not mark $MNT (watch_fs=$FS_TYPE)"
-        return 1
-    fi
+# ---------------------------------------------------------------- fapolicyd (setup: bench/fapolicyd.sh)
+fapolicyd_up() { # started, it marked the bench mount, and the test program runs under it
+    fapolicyd_start "$MNT" || return 1
     "$MNT/true" || { FAPO_WHY="exec of $MNT/true failed under fapolicyd"; return 1; }
-}
-
-fapolicyd_stop() {
-    [[ -n $FAPO_PID ]] || return 0
-    stop_pid "$FAPO_PID" fapolicyd
-    FAPO_PID=""
-    # Its shutdown report counts decisions: a check that it saw the execs.
-    if [[ -r /var/log/fapolicyd-access.log ]]; then
-        echo "fapolicyd report: $(grep -E '^(Allowed|Denied) accesses' /var/log/fapolicyd-access.log | tr '\n' ' ')" >&2
-    fi
 }
 
 run_fapolicyd() { # round
     local r=$1
     ((FAPO_OK)) || return 0
     log "round $r: fapolicyd"
-    if ! fapolicyd_start; then
+    if ! fapolicyd_up; then
         echo "FAPOLICYD FAILED: $FAPO_WHY" >&2
         fapolicyd_stop
         FAPO_OK=0
@@ -419,7 +336,7 @@ if [[ $SKIP_FAPOLICYD == 1 ]]; then
 elif ! command -v fapolicyd >/dev/null; then
     FAPO_WHY="fapolicyd is not installed"
 else
-    fapolicyd_setup
+    fapolicyd_setup "$FS_TYPE"
     FAPO_OK=1
 fi
 

@@ -1,8 +1,10 @@
 # shellcheck shell=bash
-# Helpers shared by bench/exec.sh and bench/process.sh, sourced by both (`. "$(dirname "$0")/lib.sh"`).
-# Not a script of its own. The caller has `set -euo pipefail` and defines what the helpers read:
-# REPO, NCPU, ROUNDS, QUIET_BUSY, QUIET_WAIT, QUIET_BUDGET, POLICY_RC_CREATED (cleanup removes
-# /usr/sbin/policy-rc.d while it is 1) and one run_<phase> function per phase given to run_rounds.
+# Helpers shared by bench/exec.sh, bench/process.sh and bench/files.sh, sourced by each
+# (`. "$(dirname "$0")/lib.sh"`). Not a script of its own. The caller has `set -euo pipefail` and
+# defines what the helpers read: REPO, NCPU, ROUNDS, QUIET_BUSY, QUIET_WAIT, QUIET_BUDGET,
+# POLICY_RC_CREATED (cleanup removes /usr/sbin/policy-rc.d while it is 1), DRAIN_WAIT (for
+# wait_drain), TMP (record appends to $TMP/raw.jsonl) and one run_<phase> function per phase given
+# to run_rounds.
 
 log() { printf '\n== %s\n' "$*" >&2; }
 die() { printf 'bench/%s: %s\n' "${0##*/}" "$*" >&2; exit 1; }
@@ -27,6 +29,75 @@ stop_pid() { # pid name: TERM, wait up to 10 s, then KILL
         kill -KILL "$pid" 2>/dev/null || true
     fi
     wait "$pid" 2>/dev/null || true
+}
+
+TICKS=0
+ticks() { # pid... -> TICKS = utime + stime clock ticks summed over the pids (all threads)
+    local p line f
+    TICKS=0
+    for p; do
+        [[ -n $p ]] || continue
+        line=""
+        { read -r line <"/proc/$p/stat"; } 2>/dev/null || true
+        [[ -n $line ]] || continue
+        line=${line##*) } # comm may contain spaces; field 3 (state) follows ") "
+        read -ra f <<<"$line"
+        TICKS=$((TICKS + f[11] + f[12])) # fields 14 and 15
+    done
+}
+
+DRAIN=0
+wait_drain() { # pid...: wait until their CPU time stops growing (<= 1 tick in 0.5 s, twice);
+    #             DRAIN = seconds from the call until the last busy interval ended
+    local start=${EPOCHREALTIME/./} prev quiet=0 now
+    ticks "$@"
+    prev=$TICKS
+    while :; do
+        nap 0.5
+        ticks "$@"
+        if ((TICKS - prev <= 1)); then ((++quiet)); else quiet=0; fi
+        prev=$TICKS
+        now=${EPOCHREALTIME/./}
+        ((quiet >= 2)) && break
+        if (((now - start) / 1000000 >= DRAIN_WAIT)); then
+            echo "warning: agent still busy ${DRAIN_WAIT}s after the storm; measuring anyway" >&2
+            quiet=0
+            break
+        fi
+    done
+    local us=$((now - start - quiet * 500000))
+    ((us < 0)) && us=0
+    DRAIN=$(printf '%d.%06d' $((us / 1000000)) $((us % 1000000)))
+}
+
+record() { # key=value ...: one JSON line in $TMP/raw.jsonl (numbers stay numbers)
+    python3 - "$TMP/raw.jsonl" "$@" <<'PY'
+import json, sys
+rec = {}
+for kv in sys.argv[2:]:
+    k, v = kv.split("=", 1)
+    try:
+        rec[k] = int(v)
+    except ValueError:
+        try:
+            rec[k] = float(v)
+        except ValueError:
+            rec[k] = v
+with open(sys.argv[1], "a") as fh:
+    fh.write(json.dumps(rec) + "\n")
+PY
+}
+
+status_field() { # json-file dotted.path...: the values, space-separated ("" where missing)
+    python3 -c 'import json, sys
+doc = json.load(open(sys.argv[1]))
+out = []
+for path in sys.argv[2:]:
+    v = doc
+    for k in path.split("."):
+        v = v.get(k, "") if isinstance(v, dict) else ""
+    out.append(json.dumps(v, separators=(",", ":")) if isinstance(v, (list, dict)) else str(v))
+print(" ".join(out))' "$@"
 }
 
 # ---------------------------------------------------------------- packages

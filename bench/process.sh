@@ -145,68 +145,11 @@ C
 cc -O2 -o "$TMP/storm" "$TMP/storm.c"
 
 # ---------------------------------------------------------------- helpers (no exec inside a storm window)
-TICKS=0
-ticks() { # pid... -> TICKS = utime + stime clock ticks summed over the pids (all threads)
-    local p line f
-    TICKS=0
-    for p; do
-        [[ -n $p ]] || continue
-        line=""
-        { read -r line <"/proc/$p/stat"; } 2>/dev/null || true
-        [[ -n $line ]] || continue
-        line=${line##*) } # comm may contain spaces; field 3 (state) follows ") "
-        read -ra f <<<"$line"
-        TICKS=$((TICKS + f[11] + f[12])) # fields 14 and 15
-    done
-}
-
-DRAIN=0
-wait_drain() { # pid...: wait until their CPU time stops growing (<= 1 tick in 0.5 s, twice);
-    #             DRAIN = seconds from the call until the last busy interval ended
-    local start=${EPOCHREALTIME/./} prev quiet=0 now
-    ticks "$@"
-    prev=$TICKS
-    while :; do
-        nap 0.5
-        ticks "$@"
-        if ((TICKS - prev <= 1)); then ((++quiet)); else quiet=0; fi
-        prev=$TICKS
-        now=${EPOCHREALTIME/./}
-        ((quiet >= 2)) && break
-        if (((now - start) / 1000000 >= DRAIN_WAIT)); then
-            echo "warning: agent still busy ${DRAIN_WAIT}s after the storm; measuring anyway" >&2
-            quiet=0
-            break
-        fi
-    done
-    local us=$((now - start - quiet * 500000))
-    ((us < 0)) && us=0
-    DRAIN=$(printf '%d.%06d' $((us / 1000000)) $((us % 1000000)))
-}
-
 STORM_PID="" STORM_WALL="" STORM_FAILED=""
 storm() {
     local out
     out=$("$TMP/storm" "$N") || die "storm driver failed: $out"
     read -r STORM_PID STORM_WALL STORM_FAILED <<<"$out"
-}
-
-record() { # key=value ...: one JSON line in raw.jsonl (numbers stay numbers)
-    python3 - "$TMP/raw.jsonl" "$@" <<'PY'
-import json, sys
-rec = {}
-for kv in sys.argv[2:]:
-    k, v = kv.split("=", 1)
-    try:
-        rec[k] = int(v)
-    except ValueError:
-        try:
-            rec[k] = float(v)
-        except ValueError:
-            rec[k] = v
-with open(sys.argv[1], "a") as fh:
-    fh.write(json.dumps(rec) + "\n")
-PY
 }
 
 # ---------------------------------------------------------------- custos
@@ -224,14 +167,6 @@ images = true
 watch = ["$MNT"]
 unseen = "memfd"
 EOF
-
-status_field() { # json-file dotted.path -> value
-    python3 -c 'import json, sys
-v = json.load(open(sys.argv[1]))
-for k in sys.argv[2].split("."):
-    v = v.get(k, "") if isinstance(v, dict) else ""
-print(v)' "$1" "$2"
-}
 
 custos_start() {
     local i st=$TMP/status.json

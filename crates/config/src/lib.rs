@@ -9,8 +9,10 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 mod events;
+mod files;
 mod reputation;
 pub use events::{OutputConfig, OutputFormat, StoreConfig};
+pub use files::{Access, AccessRuleConfig, FilesConfig};
 pub use reputation::{HashlookupConfig, ReputationConfig, SourceName, YaraConfig};
 
 /// Where the config is read from when `--config` is not given.
@@ -72,6 +74,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Reputation sources.
     pub reputation: ReputationConfig,
+    /// File events and file access rules.
+    pub files: FilesConfig,
 }
 
 /// `[telemetry]`: event sensors besides the exec verdict loop.
@@ -152,6 +156,7 @@ impl Default for Config {
             exec: ExecConfig::default(),
             telemetry: TelemetryConfig::default(),
             reputation: ReputationConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }
@@ -251,6 +256,7 @@ impl Config {
         }
         self.reputation.validate(&bad)?;
         events::validate(&self.store, &self.output, &bad)?;
+        files::validate(&self.files, &bad)?;
         if let Some(p) = self.exec.watch.iter().find(|p| !p.is_absolute()) {
             return Err(bad(
                 "exec.watch",

@@ -121,6 +121,45 @@ pub struct StatusReply {
     /// The event store; absent when it is off.
     #[serde(default)]
     pub store: Option<custos_store::StoreStatus>,
+    /// File events and file access rules.
+    #[serde(default)]
+    pub files: FilesStatus,
+}
+
+/// File events (fanotify FID mode) and file access rules, in `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FilesStatus {
+    /// Filesystems reporting file events (empty: file events are off).
+    pub watched: Vec<String>,
+    /// File events emitted.
+    pub emitted: u64,
+    /// Left out by `files.include`/`files.exclude` (or the agent's own).
+    pub excluded: u64,
+    /// Dropped by the per-process rate limit.
+    pub rate_limited: u64,
+    /// Kernel queue overflows (an unknown number of events lost each time).
+    pub overflows: u64,
+    /// Events whose path could not be resolved any more.
+    pub unresolved: u64,
+    /// File access rules, when any are in force.
+    pub access: Option<AccessStatus>,
+}
+
+/// File access rules in force, in `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AccessStatus {
+    /// Rule names, the built-in self-protection first.
+    pub rules: Vec<String>,
+    /// Inodes held by the rules.
+    pub protected_files: u64,
+    /// Opens of protected files allowed.
+    pub allowed: u64,
+    /// Opens denied.
+    pub denied: u64,
+    /// Opens an audit-only rule (or audit mode) would have denied.
+    pub audited: u64,
+    /// Decisions answered from the decision cache.
+    pub cache_hits: u64,
 }
 
 /// Reputation sources as the agent has them loaded.

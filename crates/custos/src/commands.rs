@@ -14,7 +14,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Run { mode } => {
             init_logging();
-            daemon::run(cfg, mode)
+            let path = cli.config.clone().or_else(|| {
+                Some(custos_config::DEFAULT_PATH.into()).filter(|p: &std::path::PathBuf| p.exists())
+            });
+            daemon::run(cfg, mode, path.as_deref())
         }
         Cmd::Status { json } => status(&cfg, json),
         Cmd::Rule { cmd } => rule(&cfg, cmd),
@@ -139,7 +142,30 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
             }
         }
     }
+    print_files(&s.files);
     Ok(())
+}
+
+fn print_files(f: &custos_control::FilesStatus) {
+    if f.watched.is_empty() {
+        println!("file events:        off");
+    } else {
+        println!("file events:        {}", f.watched.join(", "));
+        println!(
+            "  {} emitted, {} excluded, {} rate-limited, {} queue overflows, {} unresolved",
+            f.emitted, f.excluded, f.rate_limited, f.overflows, f.unresolved
+        );
+    }
+    match &f.access {
+        None => println!("file access rules:  none"),
+        Some(a) => {
+            println!("file access rules:  {}", a.rules.join(", "));
+            println!(
+                "  {} files protected; {} allowed, {} denied, {} audited ({} from cache)",
+                a.protected_files, a.allowed, a.denied, a.audited, a.cache_hits
+            );
+        }
+    }
 }
 
 /// Sends a rule request to the agent; if it is not running, applies `offline` to the state dir.

@@ -70,7 +70,12 @@ fn with_telemetry() -> Sandbox {
 
 /// An agent (monitor, no eBPF) whose store holds the decision for one run of `first`.
 fn one_exec_stored() -> (Sandbox, PathBuf) {
-    let sb = Sandbox::started("monitor", "");
+    one_exec_stored_with("")
+}
+
+/// [`one_exec_stored`] with extra config.
+fn one_exec_stored_with(extra: &str) -> (Sandbox, PathBuf) {
+    let sb = Sandbox::started("monitor", extra);
     let first = sb.install("/bin/true", "first");
     assert_runs(&first);
     stored(&sb, &["--kind", "exec"], 1);
@@ -447,8 +452,9 @@ fn locked_store_keeps_deciding_and_catches_up() {
     if !root_or_skip() {
         return;
     }
-    let (sb, _) = one_exec_stored();
-    // Another program holds the write lock.
+    // Another program holds the write lock: self-protection, which would refuse it the
+    // database, is off here.
+    let (sb, _) = one_exec_stored_with("[files]\nprotect_self = false\n");
     let lock = rusqlite::Connection::open(db(&sb)).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let bad = blocked(&sb);

@@ -29,7 +29,13 @@ impl ProcessRef {
     }
 }
 
-fn base(timestamp: &str, category: &str, kind: &str, action: &str, module: &str) -> Value {
+pub(crate) fn base(
+    timestamp: &str,
+    category: &str,
+    kind: &str,
+    action: &str,
+    module: &str,
+) -> Value {
     json!({
         "@timestamp": timestamp,
         "event": {
@@ -147,6 +153,11 @@ pub enum Loss {
     Records,
     /// Events: the store's queue was full (`events_dropped`, `custos.dropped`).
     StoreEvents,
+    /// File events: the kernel's fanotify queue overflowed (`file_queue_overflow`,
+    /// `custos.overflows`); how many events were lost the kernel does not say.
+    FileOverflow,
+    /// File events over a process's rate limit (`file_events_rate_limited`, `custos.dropped`).
+    FileRate,
 }
 
 /// Something the agent could not keep: a gap anyone reading the events should see.
@@ -168,6 +179,8 @@ impl LossEvent {
         let (action, count, total) = match self.what {
             Loss::Records => ("records_lost", "lost", "lost_total"),
             Loss::StoreEvents => ("events_dropped", "dropped", "dropped_total"),
+            Loss::FileOverflow => ("file_queue_overflow", "overflows", "overflows_total"),
+            Loss::FileRate => ("file_events_rate_limited", "dropped", "dropped_total"),
         };
         let mut v = base(&self.timestamp, "host", "info", action, "custos.agent");
         v["event"]["kind"] = json!("metric");

@@ -5,12 +5,15 @@
 //! The kernel holds each exec until this group answers; closing the group (including when the
 //! agent is killed) makes the kernel allow everything still pending.
 
+pub mod access;
 pub mod follow;
 mod group;
 mod held;
 pub mod mounts;
+pub mod notify;
 pub mod procfs;
 
+pub use access::{AccessGroup, HeldOpen};
 pub use group::{Group, SensorError, SensorStats};
 pub use held::HeldExec;
 pub use mounts::WatchedFs;

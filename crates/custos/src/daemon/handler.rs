@@ -3,7 +3,7 @@
 use super::guard;
 use super::output::Output;
 use custos_config::Config;
-use custos_control::{Handler, Reply, ReputationStatus, Request, StatusReply};
+use custos_control::{FilesStatus, Handler, Reply, ReputationStatus, Request, StatusReply};
 use custos_sensor_fanotify::{follow, Group, WatchedFs};
 use custos_verdict::{Arbiter, RuleSet, RuleStore};
 use std::path::PathBuf;
@@ -26,6 +26,10 @@ pub struct Daemon {
     pub rule_lock: Mutex<()>,
     /// The reputation sources.
     pub sources: Arc<super::sources::Registry>,
+    /// File events, when on (or when access rules follow new files).
+    pub files: Option<Arc<super::files::FileEvents>>,
+    /// File access rules, when any are in force.
+    pub access: Option<Arc<super::access::FileAccess>>,
 }
 
 impl Daemon {
@@ -85,6 +89,10 @@ impl Daemon {
             },
             events_by_kind: self.output.by_kind(),
             store: self.output.store(),
+            files: FilesStatus {
+                access: self.access.as_ref().map(|a| a.status()),
+                ..self.files.as_ref().map(|f| f.status()).unwrap_or_default()
+            },
         }
     }
 }

@@ -1,6 +1,9 @@
 //! `custos run`: wires config, rules, the fanotify sensor, the arbiter, the event output and the
 //! control socket together, then reads events until SIGTERM/SIGINT.
 
+mod access;
+mod actor;
+mod files;
 mod guard;
 mod guardian;
 mod handler;
@@ -21,11 +24,13 @@ use custos_verdict::{Arbiter, Options, RuleStore};
 use handler::Daemon;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Runs the agent in the foreground until a termination signal.
-pub fn run(cfg: Config, mode: Option<Mode>) -> anyhow::Result<()> {
+/// `config_path` is the file the config came from, if any (self-protection covers it).
+pub fn run(cfg: Config, mode: Option<Mode>, config_path: Option<&Path>) -> anyhow::Result<()> {
     let mode = mode.unwrap_or(cfg.mode);
     if !nix::unistd::geteuid().is_root() {
         bail!("custos run needs root (fanotify permission events need CAP_SYS_ADMIN)");
@@ -40,7 +45,7 @@ pub fn run(cfg: Config, mode: Option<Mode>) -> anyhow::Result<()> {
     let rules = store.load().context("cannot load rules")?;
     let listener = custos_control::bind(&cfg.socket).context("cannot open control socket")?;
     let socket = cfg.socket.clone();
-    let result = serve(cfg, mode, store, rules, listener, guardian);
+    let result = serve(cfg, mode, store, rules, listener, guardian, config_path);
     let _ = std::fs::remove_file(&socket);
     result
 }
@@ -52,6 +57,7 @@ fn serve(
     rules: custos_verdict::RuleSet,
     listener: std::os::unix::net::UnixListener,
     guardian: Option<guardian::Guardian>,
+    config_path: Option<&Path>,
 ) -> anyhow::Result<()> {
     // Dropped (closing its socket) only after every hold is answered, below.
     let guardian = guardian.map(Arc::new);
@@ -122,6 +128,16 @@ fn serve(
     let sources_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     sources::follow(&registry, &cfg, &loaded, sources_stop.clone())
         .context("cannot start following the reputation sources")?;
+    let mode_now = arbiter.clone();
+    let access = access::FileAccess::start(
+        &cfg,
+        config_path,
+        output.clone(),
+        Arc::new(move || mode_now.mode()),
+    )
+    .context("cannot start the file access rules")?;
+    let files = files::FileEvents::start(&cfg, &mounts, access.clone(), output.clone())
+        .context("cannot start file events")?;
     let n_rules = arbiter.rules().rules().len();
     let watched_live: follow::Watched = Arc::new(Mutex::new(watched));
     let telemetry = if cfg.telemetry.process {
@@ -149,6 +165,8 @@ fn serve(
         telemetry: telemetry.clone(),
         rule_lock: Mutex::new(()),
         sources: registry,
+        files: files.clone(),
+        access: access.clone(),
     });
     custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;
     if discovering {
@@ -167,6 +185,12 @@ fn serve(
     tracing::info!("stopping: answering pending execs");
     // The sensor first: holds it already reported reach the arbiter, which answers them all.
     daemon.telemetry.stop();
+    if let Some(f) = &files {
+        f.stop();
+    }
+    if let Some(a) = &access {
+        a.stop();
+    }
     sources_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     loaded.save(&daemon.cfg);
     arbiter.shutdown();

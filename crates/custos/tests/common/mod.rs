@@ -67,11 +67,20 @@ impl Sandbox {
         };
         let config = dir.path().join("custos.toml");
         let d = dir.path().display();
-        let events = if top.contains("events =") {
+        let events = if top.contains("\nevents =") || top.starts_with("events =") {
             String::new()
         } else {
             format!("events = \"{d}/events.json\"\n")
         };
+        // File events only where a test asks for them (`events = true` under `[files]`).
+        let top = if !top.contains("[files]") {
+            format!("{top}\n[files]\nevents = false\n")
+        } else if top.contains("events = true") || top.contains("events = false") {
+            top.to_owned()
+        } else {
+            top.replace("[files]\n", "[files]\nevents = false\n")
+        };
+        let top = top.as_str();
         fs::write(
             &config,
             format!(

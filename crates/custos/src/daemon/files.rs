@@ -1,0 +1,331 @@
+//! File events: the fanotify FID-mode sensor's notices, filtered (the agent's own, include and
+//! exclude globs, a per-process rate limit), attributed to a process and emitted. Creations and
+//! renames also reach the file access rules, which protect new files their globs cover.
+
+use super::access::FileAccess;
+use super::actor;
+use super::output::Output;
+use anyhow::Context;
+use custos_config::Config;
+use custos_control::FilesStatus;
+use custos_event::{FileAction, FileEvent, Loss, LossEvent};
+use custos_sensor_fanotify::notify::{Notice, NoticeKind, Notifier};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The file event sensor and its counters.
+pub struct FileEvents {
+    notifier: Arc<Notifier>,
+    /// Filesystems whose events are reported (empty: events off, only directory watches for
+    /// the access rules).
+    mounts: Vec<PathBuf>,
+    emitted: AtomicU64,
+    excluded: AtomicU64,
+    rate_limited: AtomicU64,
+    thread: Mutex<Option<(OwnedFd, JoinHandle<()>)>>,
+}
+
+/// What the reader thread filters with.
+struct Filter {
+    include: Option<GlobSet>,
+    exclude: GlobSet,
+    rate: u32,
+    self_pid: i32,
+}
+
+fn globs(list: &[String]) -> anyhow::Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for g in list {
+        b.add(GlobBuilder::new(g).literal_separator(true).build()?);
+    }
+    Ok(b.build()?)
+}
+
+impl FileEvents {
+    /// Starts the sensor when file events are on (over `cfg.files.watch`, else `exec_mounts`)
+    /// or when access rules need to see new files. `None` when neither.
+    pub fn start(
+        cfg: &Config,
+        exec_mounts: &[PathBuf],
+        access: Option<Arc<FileAccess>>,
+        output: Arc<Output>,
+    ) -> anyhow::Result<Option<Arc<FileEvents>>> {
+        let dirs = access
+            .as_ref()
+            .map(|a| a.dirs().to_vec())
+            .unwrap_or_default();
+        if !cfg.files.events && dirs.is_empty() {
+            return Ok(None);
+        }
+        let notifier = Notifier::new().context("cannot start file events")?;
+        let mut mounts = Vec::new();
+        if cfg.files.events {
+            let want = if cfg.files.watch.is_empty() {
+                exec_mounts
+            } else {
+                &cfg.files.watch
+            };
+            for m in want {
+                match notifier.watch_fs(m) {
+                    Ok(()) => mounts.push(m.clone()),
+                    Err(e) if cfg.files.watch.is_empty() => {
+                        tracing::warn!(mount = %m.display(), "no file events here: {e:#}");
+                    }
+                    Err(e) => return Err(e).context("cannot watch files.watch"),
+                }
+            }
+        }
+        for d in &dirs {
+            if let Err(e) = notifier.watch_dir(d) {
+                tracing::warn!(dir = %d.display(), "new protected files here are not seen: {e:#}");
+            }
+        }
+        let filter = Filter {
+            include: (!cfg.files.include.is_empty())
+                .then(|| globs(&cfg.files.include))
+                .transpose()?,
+            exclude: globs(&cfg.files.exclude)?,
+            rate: cfg.files.rate,
+            self_pid: std::process::id() as i32,
+        };
+        let events = Arc::new(FileEvents {
+            notifier,
+            mounts,
+            emitted: AtomicU64::new(0),
+            excluded: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            thread: Mutex::new(None),
+        });
+        let (stop_rx, stop_tx) = std::os::unix::net::UnixStream::pair()?;
+        let me = events.clone();
+        let h = std::thread::Builder::new()
+            .name("file-events".into())
+            .spawn(move || {
+                let mut r = Reader::new(me.clone(), filter, access, output);
+                if let Err(e) = me.notifier.run(&OwnedFd::from(stop_rx), |n| r.on(n)) {
+                    tracing::error!("file events stopped: {e:#}");
+                }
+                r.report_drops(true);
+            })
+            .context("cannot start the file events thread")?;
+        *events.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop_tx.into(), h));
+        let shown: Vec<_> = events
+            .mounts
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect();
+        tracing::info!(watched = ?shown, dirs = dirs.len(), "file events running");
+        Ok(Some(events))
+    }
+
+    /// Counters for `custos status` (access rules filled in by the caller).
+    pub fn status(&self) -> FilesStatus {
+        let s = self.notifier.stats();
+        FilesStatus {
+            watched: self
+                .mounts
+                .iter()
+                .map(|m| m.display().to_string())
+                .collect(),
+            emitted: self.emitted.load(Relaxed),
+            excluded: self.excluded.load(Relaxed),
+            rate_limited: self.rate_limited.load(Relaxed),
+            overflows: s.overflows.load(Relaxed),
+            unresolved: s.unresolved.load(Relaxed),
+            access: None,
+        }
+    }
+
+    /// Stops the reader.
+    pub fn stop(&self) {
+        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((stop, h)) = t {
+            drop(stop);
+            let _ = h.join();
+        }
+    }
+
+    fn in_scope(&self, path: &Path) -> bool {
+        self.mounts.iter().any(|m| path.starts_with(m))
+    }
+}
+
+/// A token bucket per process.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// The reader thread's state.
+struct Reader {
+    events: Arc<FileEvents>,
+    filter: Filter,
+    access: Option<Arc<FileAccess>>,
+    output: Arc<Output>,
+    buckets: HashMap<i32, Bucket>,
+    actors: HashMap<i32, (Instant, custos_event::Actor)>,
+    boot_id: String,
+    /// Rate-limited drops reported so far, and when.
+    reported: (u64, Instant),
+}
+
+/// How long an attribution read from `/proc` is reused for the same pid.
+const ACTOR_TTL: Duration = Duration::from_secs(1);
+/// Per-pid state kept before idle entries are swept.
+const TRACKED: usize = 4096;
+
+impl Reader {
+    fn new(
+        events: Arc<FileEvents>,
+        filter: Filter,
+        access: Option<Arc<FileAccess>>,
+        output: Arc<Output>,
+    ) -> Reader {
+        Reader {
+            events,
+            filter,
+            access,
+            output,
+            buckets: HashMap::new(),
+            actors: HashMap::new(),
+            boot_id: custos_process::boot_id(),
+            reported: (0, Instant::now()),
+        }
+    }
+
+    fn on(&mut self, n: Notice) {
+        if n.kind == NoticeKind::Overflow {
+            let total = self.events.notifier.stats().overflows.load(Relaxed);
+            tracing::warn!(total, "file event queue overflowed: events were lost");
+            self.loss(Loss::FileOverflow, 1, total);
+            return;
+        }
+        if let (Some(a), Some(p)) = (&self.access, &n.path) {
+            if matches!(n.kind, NoticeKind::Create | NoticeKind::Rename) && !n.dir {
+                a.appeared(p);
+            }
+        }
+        let Some(action) = action(n.kind) else { return };
+        // Events off (directory watches for the access rules only), or a path outside the
+        // configured filesystems: not reported. An unresolved path is reported as such.
+        let path = n.path.as_deref().or(n.old_path.as_deref());
+        if self.events.mounts.is_empty() || path.is_some_and(|p| !self.events.in_scope(p)) {
+            return;
+        }
+        if n.pid == self.filter.self_pid || !self.wanted(&n) {
+            self.events.excluded.fetch_add(1, Relaxed);
+            return;
+        }
+        if !self.admit(n.pid) {
+            self.events.rate_limited.fetch_add(1, Relaxed);
+            self.report_drops(false);
+            return;
+        }
+        let actor = self.actor(n.pid);
+        let text = |p: Option<PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
+        let event = FileEvent {
+            timestamp: custos_event::timestamp(std::time::SystemTime::now()),
+            action,
+            path: text(n.path),
+            original_path: text(n.old_path),
+            dir: n.dir,
+            actor,
+        };
+        self.output.emit(event.to_ecs());
+        self.events.emitted.fetch_add(1, Relaxed);
+        self.report_drops(false);
+    }
+
+    /// Include and exclude globs, on either path of a rename.
+    fn wanted(&self, n: &Notice) -> bool {
+        let paths = || n.path.iter().chain(n.old_path.iter());
+        let f = &self.filter;
+        let included = f
+            .include
+            .as_ref()
+            .is_none_or(|inc| paths().any(|p| inc.is_match(p)));
+        included && !paths().any(|p| f.exclude.is_match(p))
+    }
+
+    /// Takes a token from `pid`'s bucket (`rate` per second, bursts of `rate`).
+    fn admit(&mut self, pid: i32) -> bool {
+        let rate = f64::from(self.filter.rate);
+        if rate == 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        if self.buckets.len() > TRACKED {
+            self.buckets
+                .retain(|_, b| now.duration_since(b.last) < Duration::from_secs(10));
+        }
+        let b = self.buckets.entry(pid).or_insert(Bucket {
+            tokens: rate,
+            last: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn actor(&mut self, pid: i32) -> custos_event::Actor {
+        let now = Instant::now();
+        if let Some((at, a)) = self.actors.get(&pid) {
+            if now.duration_since(*at) < ACTOR_TTL {
+                return a.clone();
+            }
+        }
+        if self.actors.len() > TRACKED {
+            self.actors
+                .retain(|_, (at, _)| now.duration_since(*at) < ACTOR_TTL);
+        }
+        let a = actor::of(&self.boot_id, pid);
+        // A process already gone is not cached: the pid may come back as another.
+        if a.process.executable.is_some() {
+            self.actors.insert(pid, (now, a.clone()));
+        }
+        a
+    }
+
+    /// Emits one loss event for the rate-limited drops since the last one, at most once a
+    /// second (or now, when `last`).
+    fn report_drops(&mut self, last: bool) {
+        let total = self.events.rate_limited.load(Relaxed);
+        let (before, at) = self.reported;
+        if total > before && (last || at.elapsed() >= Duration::from_secs(1)) {
+            self.loss(Loss::FileRate, total - before, total);
+            self.reported = (total, Instant::now());
+        }
+    }
+
+    fn loss(&self, what: Loss, lost: u64, total: u64) {
+        let e = LossEvent {
+            timestamp: custos_event::timestamp(std::time::SystemTime::now()),
+            what,
+            lost,
+            total,
+        };
+        self.output.emit(e.to_ecs());
+    }
+}
+
+fn action(kind: NoticeKind) -> Option<FileAction> {
+    Some(match kind {
+        NoticeKind::Create => FileAction::Creation,
+        NoticeKind::CloseWrite => FileAction::Modification,
+        NoticeKind::Delete => FileAction::Deletion,
+        NoticeKind::Rename => FileAction::Rename,
+        NoticeKind::Attrib => FileAction::AttributesModified,
+        NoticeKind::Overflow => return None,
+    })
+}
