@@ -230,7 +230,10 @@ fn file_sha256(cfg: &Config, f: &std::path::Path) -> anyhow::Result<String> {
             let r: custos_control::InspectReply = connect(cfg)
                 .and_then(|mut c| Ok(c.call_as(&Request::Inspect { path })?))
                 .with_context(|| {
-                    format!("cannot open {} ({e}), nor have the agent read it", f.display())
+                    format!(
+                        "cannot open {} ({e}), nor have the agent read it",
+                        f.display()
+                    )
                 })?;
             Ok(r.sha256)
         }

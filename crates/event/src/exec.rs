@@ -344,7 +344,10 @@ mod tests {
         assert_eq!(v["process"]["executable"], "/usr/bin/python3");
         assert_eq!(v["process"]["name"], "python3");
         assert_eq!(v["process"]["pid"], 42);
-        assert!(v["process"].get("hash").is_none(), "the hash is the image's");
+        assert!(
+            v["process"].get("hash").is_none(),
+            "the hash is the image's"
+        );
         assert_eq!(v["custos"]["mode"], "lockdown");
         // An exec has no dll.
         assert!(sample().to_ecs().get("dll").is_none());

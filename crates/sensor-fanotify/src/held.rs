@@ -83,7 +83,9 @@ impl Held for HeldExec {
     fn ignore(&self) -> io::Result<()> {
         let ev = self.event()?;
         let fd = ev.fd().ok_or_else(|| io::Error::other("event has no fd"))?;
-        self.group.ignore(fd.as_fd(), false).map_err(io::Error::from)
+        self.group
+            .ignore(fd.as_fd(), false)
+            .map_err(io::Error::from)
     }
 
     fn ignore_opens(&self) -> io::Result<()> {

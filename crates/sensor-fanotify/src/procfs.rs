@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn names_own_program() {
         let me = std::env::current_exe().expect("exe");
-        assert_eq!(exe(std::process::id() as i32), Some(me.display().to_string()));
+        assert_eq!(
+            exe(std::process::id() as i32),
+            Some(me.display().to_string())
+        );
         assert_eq!(exe(-1), None);
     }
 

@@ -44,7 +44,11 @@ fn a_plain_open_of_anything_but_an_image_passes_without_a_decision() {
     assert!(got.iter().all(|&(_, d)| d == Decision::Allow), "{got:?}");
     assert!(lock(&k.events).is_empty(), "no decision, no event");
     let s = a.stats();
-    assert_eq!((s.other_opens, s.hashed), (4, 0), "header read, nothing hashed");
+    assert_eq!(
+        (s.other_opens, s.hashed),
+        (4, 0),
+        "header read, nothing hashed"
+    );
     assert_eq!((s.allowed, s.loads_allowed, s.loads_denied), (0, 0, 0));
     assert_eq!(k.open_ignores.load(Ordering::SeqCst), 4, "opens-only marks");
     assert_eq!(k.ignores.load(Ordering::SeqCst), 0, "execs still reported");
@@ -73,7 +77,10 @@ fn an_untrusted_image_does_not_load_in_lockdown_and_a_trusted_one_does() {
     let ev = lock(&k.events).clone();
     assert_eq!(ev.len(), 2);
     assert_eq!(ev[0].access, Access::Load);
-    assert_eq!((ev[0].decision, ev[0].reason), (Decision::Deny, Reason::ModeDefault));
+    assert_eq!(
+        (ev[0].decision, ev[0].reason),
+        (Decision::Deny, Reason::ModeDefault)
+    );
     assert_eq!(ev[0].executable.as_deref(), Some("/t/1"), "the image");
     assert_eq!(ev[0].opener.as_deref(), Some("/bin/opener-10"));
     assert_eq!(ev[0].sha256, Some(sha_of(&bad)));
@@ -127,7 +134,11 @@ fn a_script_judged_for_its_exec_is_no_image_to_load() {
     let k = Arc::new(Kernel::default());
     let a = arbiter(&k, Mode::Lockdown, vec![], 2000);
     a.submit(k.held(1, 1, b"#!/bin/sh\necho", 0));
-    assert_eq!(k.wait_answers(1), vec![(1, Decision::Deny)], "an untrusted exec");
+    assert_eq!(
+        k.wait_answers(1),
+        vec![(1, Decision::Deny)],
+        "an untrusted exec"
+    );
     // Reading it (`sh script`, `cat`) loads nothing.
     a.submit(k.load(2, 1, b"#!/bin/sh\necho", 0));
     assert_eq!(k.wait_answers(2)[1], (2, Decision::Allow));
@@ -152,7 +163,11 @@ fn a_load_waiting_on_an_exec_hash_gets_the_verdict_or_passes() {
     let got = k.wait_answers(4);
     assert_eq!(got[2], (4, Decision::Allow), "the load first");
     assert_eq!(got[3], (3, Decision::Deny));
-    assert_eq!(lock(&k.events).len(), 3, "no event for the load that passed");
+    assert_eq!(
+        lock(&k.events).len(),
+        3,
+        "no event for the load that passed"
+    );
 }
 
 #[test]

@@ -21,13 +21,18 @@ pub const ESSENTIAL: &[&str] = &[
 /// The essential programs that exist on this host, resolved, and the shared libraries custos
 /// itself runs with (among them the C library, all the shell needs on Debian): in lockdown with
 /// `[exec] images` a library that may not load stops every program as surely as the loader.
+/// The libraries are those mapped when this is first called (at start), so the guard and the
+/// `essential` source always agree, whatever the agent maps later.
 pub fn essential_paths() -> impl Iterator<Item = PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    static OWN: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| {
+        mapped_images(&std::fs::read_to_string("/proc/self/maps").unwrap_or_default())
+    });
     let mut seen = HashSet::new();
     ESSENTIAL
         .iter()
         .map(PathBuf::from)
-        .chain(mapped_images(&maps))
+        .chain(own.iter().cloned())
         .filter_map(|p| std::fs::canonicalize(p).ok())
         .filter(move |p| seen.insert(p.clone()))
 }
@@ -387,12 +392,19 @@ mod tests {
 ";
         assert_eq!(
             mapped_images(maps),
-            ["/usr/bin/custos", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/opt/my lib/libx.so"]
-                .map(PathBuf::from)
+            [
+                "/usr/bin/custos",
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                "/opt/my lib/libx.so"
+            ]
+            .map(PathBuf::from)
         );
         // Here: this test binary's C library, once.
         let all: Vec<PathBuf> = essential_paths().collect();
-        assert!(all.iter().any(|p| p.to_string_lossy().contains("libc.so")), "{all:?}");
+        assert!(
+            all.iter().any(|p| p.to_string_lossy().contains("libc.so")),
+            "{all:?}"
+        );
         assert_eq!(all.len(), all.iter().collect::<HashSet<_>>().len());
     }
 
