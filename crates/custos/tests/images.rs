@@ -23,6 +23,15 @@ struct Built {
     lib: Vec<u8>,
 }
 
+/// A sandbox in `mode` (`extra` config), the programs built, and the loader put on the watched
+/// tmpfs (so its exec open is also reported as a plain open where images are controlled).
+fn with_loader(mode: &str, extra: &str) -> (Sandbox, PathBuf, Vec<u8>) {
+    let sb = Sandbox::started(mode, extra);
+    let b = build(&sb);
+    let loader = put(&sb, "loader", &std::fs::read(&b.loader).unwrap(), "");
+    (sb, loader, b.lib)
+}
+
 fn build(sb: &Sandbox) -> Built {
     let dir = sb.dir.path();
     let loader = cc(dir, "dlopen");
@@ -98,18 +107,15 @@ fn loads(sb: &Sandbox, image: &Path) -> Vec<Value> {
 }
 
 fn wait_load(sb: &Sandbox, image: &Path, decision: &str) -> Value {
-    let mut found = None;
-    wait_until(
+    wait_for(
         Duration::from_secs(5),
         format!("no {decision} load event for {}", image.display()),
         || {
-            found = loads(sb, image)
+            loads(sb, image)
                 .into_iter()
-                .find(|e| e["custos"]["decision"] == decision);
-            found.is_some()
+                .find(|e| e["custos"]["decision"] == decision)
         },
-    );
-    found.unwrap()
+    )
 }
 
 #[test]
@@ -117,12 +123,9 @@ fn lockdown_refuses_an_untrusted_library_and_loads_a_trusted_one() {
     if !root_or_skip() {
         return;
     }
-    let sb = Sandbox::started("lockdown", "");
-    let b = build(&sb);
-    // The loader runs from the watched tmpfs: its exec open is also reported as a plain open.
-    let loader = put(&sb, "loader", &std::fs::read(&b.loader).unwrap(), "");
-    let untrusted = put(&sb, "libuntrusted.so", &b.lib, "untrusted");
-    let trusted = put(&sb, "libtrusted.so", &b.lib, "trusted");
+    let (sb, loader, lib) = with_loader("lockdown", "");
+    let untrusted = put(&sb, "libuntrusted.so", &lib, "untrusted");
+    let trusted = put(&sb, "libtrusted.so", &lib, "trusted");
     allow_file(&sb, &loader);
     allow_file(&sb, &trusted);
     assert_eq!(sb.status()["images"], true);
@@ -201,9 +204,16 @@ fn lockdown_refuses_ld_so_on_an_untrusted_program() {
     // plain-open report of the same open too, so no load is counted.
     let after = sb.status()["exec"].clone();
     assert_eq!(after["loads_allowed"], before["loads_allowed"], "{after}");
-    assert_eq!(after["ignore_marks"].as_u64(), before["ignore_marks"].as_u64().map(|n| n + 1));
+    assert_eq!(
+        after["ignore_marks"].as_u64(),
+        before["ignore_marks"].as_u64().map(|n| n + 1)
+    );
     assert_runs(&prog);
-    assert_eq!(sb.status()["exec"]["allowed"], after["allowed"], "answered by the kernel");
+    assert_eq!(
+        sb.status()["exec"]["allowed"],
+        after["allowed"],
+        "answered by the kernel"
+    );
 }
 
 #[test]
@@ -212,10 +222,8 @@ fn without_image_control_the_untrusted_library_loads() {
         return;
     }
     // Lockdown still denies the unknown exec, but plain opens are not held.
-    let sb = Sandbox::started("lockdown", "[exec]\nimages = false\n");
-    let b = build(&sb);
-    let loader = put(&sb, "loader", &std::fs::read(&b.loader).unwrap(), "");
-    let untrusted = put(&sb, "libuntrusted.so", &b.lib, "untrusted");
+    let (sb, loader, lib) = with_loader("lockdown", "[exec]\nimages = false\n");
+    let untrusted = put(&sb, "libuntrusted.so", &lib, "untrusted");
     assert_denied(&loader);
     allow_file(&sb, &loader);
     assert_loads(&loader, &untrusted);
@@ -231,10 +239,8 @@ fn switching_to_lockdown_and_back_turns_image_control_on_and_off() {
     if !root_or_skip() {
         return;
     }
-    let sb = Sandbox::started("monitor", "");
-    let b = build(&sb);
-    let loader = put(&sb, "loader", &std::fs::read(&b.loader).unwrap(), "");
-    let lib = put(&sb, "libunknown.so", &b.lib, "unknown");
+    let (sb, loader, lib) = with_loader("monitor", "");
+    let lib = put(&sb, "libunknown.so", &lib, "unknown");
     allow_file(&sb, &loader);
     // Monitor: plain opens are not held at all.
     assert_loads(&loader, &lib);

@@ -184,14 +184,8 @@ fn device(ecs: &Value) -> Value {
 
 fn exec_decision(ecs: &Value) -> Mapped {
     let mut m = launch(ecs, 3, "Exec");
-    let verb = if text(ecs, "custos.decision") == Some("deny") {
-        "denied"
-    } else {
-        "allowed"
-    };
     let path = text(ecs, "process.executable").unwrap_or("(unknown)");
-    let reason = text(ecs, "custos.reason").unwrap_or("unknown");
-    m.set("message", json!(format!("{verb} exec of {path}: {reason}")));
+    m.set("message", decision_message(ecs, &format!("exec of {path}")));
     m
 }
 
@@ -199,19 +193,22 @@ fn exec_decision(ecs: &Value) -> Mapped {
 fn load_decision(ecs: &Value) -> Mapped {
     // Opened by the standard loader (ld.so, dlopen) through the file system.
     let mut m = module_activity(ecs, 1, "Standard");
+    let path = text(ecs, "dll.path").unwrap_or("(unknown)");
+    let by = text(ecs, "process.executable").unwrap_or("(unknown)");
+    let what = format!("load of {path} by {by}");
+    m.set("message", decision_message(ecs, &what));
+    m
+}
+
+/// "denied `what`: reason" (or "allowed …"), the message of a decision.
+fn decision_message(ecs: &Value, what: &str) -> Value {
     let verb = if text(ecs, "custos.decision") == Some("deny") {
         "denied"
     } else {
         "allowed"
     };
-    let path = text(ecs, "dll.path").unwrap_or("(unknown)");
-    let by = text(ecs, "process.executable").unwrap_or("(unknown)");
     let reason = text(ecs, "custos.reason").unwrap_or("unknown");
-    m.set(
-        "message",
-        json!(format!("{verb} load of {path} by {by}: {reason}")),
-    );
-    m
+    json!(format!("{verb} {what}: {reason}"))
 }
 
 fn process_event(ecs: &Value, action: &str) -> Option<Mapped> {

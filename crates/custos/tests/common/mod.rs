@@ -243,6 +243,22 @@ pub fn wait_until(limit: Duration, what: impl std::fmt::Display, mut done: impl 
     }
 }
 
+/// Polls `find` every 10 ms until it finds something, and returns that; fails the test with
+/// `what` after `limit`.
+#[track_caller]
+pub fn wait_for<T>(
+    limit: Duration,
+    what: impl std::fmt::Display,
+    mut find: impl FnMut() -> Option<T>,
+) -> T {
+    let mut found = None;
+    wait_until(limit, what, || {
+        found = find();
+        found.is_some()
+    });
+    found.expect("found")
+}
+
 pub fn wait_timeout(c: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
