@@ -141,6 +141,10 @@ pub struct ExecConfig {
     /// Execs fanotify cannot see that the eBPF sensor holds (SIGSTOP) for the same verdict.
     /// Needs `telemetry.process`.
     pub unseen: Unseen,
+    /// In lockdown, also judge plain opens of ELF executables and shared objects (what `ld.so`
+    /// and `dlopen` do), not only exec opens: an untrusted library does not load. Every first
+    /// open of a file on a watched filesystem then goes to custos once (docs/exec-control.md).
+    pub images: bool,
 }
 
 impl Default for Config {
@@ -175,6 +179,7 @@ impl Default for ExecConfig {
             kernel_cache: true,
             max_hash_mb: 2048,
             unseen: Unseen::Unwatched,
+            images: true,
         }
     }
 }
@@ -305,6 +310,7 @@ mod tests {
             workers = 3
             deny_cache_ms = 500
             kernel_cache = false
+            images = false
             "#,
         )
         .expect("parses");
@@ -314,6 +320,10 @@ mod tests {
         assert_eq!(c.workers(), 3);
         assert_eq!(c.exec.cache_entries, 65_536);
         assert!(!c.exec.kernel_cache);
+        assert!(!c.exec.images);
+        assert!(Config::default().exec.images);
+        let e = parse("[exec]\nimages = \"yes\"").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("images"), "{e}");
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct StatusReply {
     pub events_dropped: u64,
     /// Whether kernel ignore marks are used.
     pub kernel_cache: bool,
+    /// Plain opens of ELF images are judged now (lockdown with `[exec] images`).
+    #[serde(default)]
+    pub images: bool,
     /// Ignore marks removed because a writer closed the file.
     pub unmarked_on_write: u64,
     /// fanotify events that could not be handled (overflow, version mismatch).
@@ -247,6 +250,10 @@ pub struct InspectReply {
     pub per_mode: Vec<(Mode, Verdict)>,
     /// The deciding rule, if any.
     pub rule: Option<Rule>,
+    /// What the file is, from its first bytes (read by the agent: in lockdown a process may
+    /// not be allowed to open an untrusted ELF image itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_type: Option<custos_verdict::FileType>,
 }
 
 /// Errors talking to the agent.

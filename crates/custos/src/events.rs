@@ -174,8 +174,11 @@ fn text(r: &Stored, d: &Value) -> String {
     let p = &d["process"];
     let path = r.row.path.clone().unwrap_or_default();
     let detail = match (r.row.kind.as_str(), r.row.action.as_str()) {
-        ("exec", _) => {
+        ("exec", action) => {
             let mut t = format!("{path}  reason={}", s(&d["custos"]["reason"]));
+            if action == "load" {
+                t += &format!(" in {}", s(&p["executable"]));
+            }
             if let Some(src) = d["custos"]["source"]["name"].as_str() {
                 t += &format!(" source={src}");
                 if let Some(det) = d["custos"]["source"]["detail"].as_str() {

@@ -1,4 +1,5 @@
-//! The exec decision event: one per answered program start.
+//! The decision event: one per answered program start, or (in lockdown with `[exec] images`)
+//! per judged load of an ELF image through a plain open.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -123,9 +124,33 @@ pub struct SourceRef {
     pub detail: Option<String>,
 }
 
-/// One exec decision, as written to the event output.
+/// How the judged file was about to be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Run as a program (`execve`: an exec open).
+    #[default]
+    Exec,
+    /// Opened by a loader (`ld.so`, `dlopen`) to map it: an ELF executable or shared object
+    /// opened with a plain open.
+    Load,
+}
+
+impl Access {
+    /// ECS `event.action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Exec => "exec",
+            Access::Load => "load",
+        }
+    }
+}
+
+/// One decision, as written to the event output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecEvent {
+    /// Exec of a program or load of an image.
+    pub access: Access,
     /// `@timestamp`, RFC 3339.
     pub timestamp: String,
     /// What the kernel was told.
@@ -140,14 +165,17 @@ pub struct ExecEvent {
     pub mode: Mode,
     /// Whether the answer came from the decision cache.
     pub cached: bool,
-    /// Pid of the process that is exec'ing.
+    /// Pid of the process that is exec'ing (or opening the image).
     pub pid: i32,
     /// Its parent pid, if it could be read.
     pub ppid: Option<i32>,
     /// Its real uid, if it could be read.
     pub uid: Option<u32>,
-    /// Resolved path of the file being executed.
+    /// Resolved path of the file judged: the program being executed, or the image being
+    /// loaded.
     pub executable: Option<String>,
+    /// For a load: the program of the process opening the image (`/proc/PID/exe`).
+    pub opener: Option<String>,
     /// SHA-256 of the file, hex, when it was hashed.
     pub sha256: Option<String>,
     /// Error text, when `reason` is `Error`.
@@ -165,20 +193,20 @@ impl ExecEvent {
         }
     }
 
-    /// The event as an ECS JSON object.
+    /// The event as an ECS JSON object. An exec is `event.category: process` with the program
+    /// in `process.*`; a load is `event.category: library` with the image in `dll.*` and the
+    /// opening process's program in `process.executable`.
     pub fn to_ecs(&self) -> Value {
-        let name = self
-            .executable
-            .as_deref()
-            .map(|p| p.rsplit('/').next().unwrap_or(p));
+        let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+        let (program, category) = match self.access {
+            Access::Exec => (&self.executable, "process"),
+            Access::Load => (&self.opener, "library"),
+        };
         let mut process = json!({
             "pid": self.pid,
-            "executable": self.executable,
-            "name": name,
+            "executable": program,
+            "name": program.as_deref().map(base),
         });
-        if let Some(sha) = &self.sha256 {
-            process["hash"] = json!({ "sha256": sha });
-        }
         if let Some(ppid) = self.ppid {
             process["parent"] = json!({ "pid": ppid });
         }
@@ -186,9 +214,9 @@ impl ExecEvent {
             "@timestamp": self.timestamp,
             "event": {
                 "kind": "event",
-                "category": ["process"],
+                "category": [category],
                 "type": ["start"],
-                "action": "exec",
+                "action": self.access.as_str(),
                 "module": "custos.exec",
                 "outcome": self.outcome(),
                 "reason": self.reason.as_str(),
@@ -202,6 +230,21 @@ impl ExecEvent {
                 "cached": self.cached,
             },
         });
+        let hash = self.sha256.as_ref().map(|sha| json!({ "sha256": sha }));
+        match self.access {
+            Access::Exec => {
+                if let Some(h) = hash {
+                    v["process"]["hash"] = h;
+                }
+            }
+            Access::Load => {
+                let path = self.executable.as_deref();
+                v["dll"] = json!({ "path": path, "name": path.map(base) });
+                if let Some(h) = hash {
+                    v["dll"]["hash"] = h;
+                }
+            }
+        }
         if let Some(uid) = self.uid {
             v["user"] = json!({ "id": uid.to_string() });
         }
@@ -224,10 +267,25 @@ impl ExecEvent {
     }
 }
 
+/// A denied load of a library by `/usr/bin/python3`, for the tests of every format.
+#[cfg(test)]
+pub(crate) fn sample_load() -> ExecEvent {
+    ExecEvent {
+        access: Access::Load,
+        executable: Some("/tmp/x/evil.so".into()),
+        opener: Some("/usr/bin/python3".into()),
+        mode: Mode::Lockdown,
+        reason: Reason::ModeDefault,
+        rule_id: None,
+        ..sample_exec()
+    }
+}
+
 /// A denied exec, for the tests of every format.
 #[cfg(test)]
 pub(crate) fn sample_exec() -> ExecEvent {
     ExecEvent {
+        access: Access::Exec,
         timestamp: "2026-11-22T05:00:00.123456Z".into(),
         decision: Decision::Deny,
         would_deny: false,
@@ -239,6 +297,7 @@ pub(crate) fn sample_exec() -> ExecEvent {
         ppid: Some(1),
         uid: Some(1000),
         executable: Some("/tmp/x/evil".into()),
+        opener: None,
         sha256: Some("ab".repeat(32)),
         error: None,
         source: None,
@@ -269,6 +328,29 @@ mod tests {
         assert_eq!(v["custos"]["decision"], "deny");
         assert_eq!(v["custos"]["reason"], "binary_rule");
         assert!(v.get("error").is_none());
+    }
+
+    #[test]
+    fn a_load_names_the_image_in_dll_and_the_opener_in_process() {
+        let v = sample_load().to_ecs();
+        assert_eq!(v["event"]["category"], json!(["library"]));
+        assert_eq!(v["event"]["type"], json!(["start"]));
+        assert_eq!(v["event"]["action"], "load");
+        assert_eq!(v["event"]["module"], "custos.exec");
+        assert_eq!(v["event"]["outcome"], "failure");
+        assert_eq!(v["dll"]["path"], "/tmp/x/evil.so");
+        assert_eq!(v["dll"]["name"], "evil.so");
+        assert_eq!(v["dll"]["hash"]["sha256"], "ab".repeat(32));
+        assert_eq!(v["process"]["executable"], "/usr/bin/python3");
+        assert_eq!(v["process"]["name"], "python3");
+        assert_eq!(v["process"]["pid"], 42);
+        assert!(
+            v["process"].get("hash").is_none(),
+            "the hash is the image's"
+        );
+        assert_eq!(v["custos"]["mode"], "lockdown");
+        // An exec has no dll.
+        assert!(sample().to_ecs().get("dll").is_none());
     }
 
     #[test]

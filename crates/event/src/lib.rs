@@ -13,7 +13,7 @@ mod process;
 mod santa;
 
 pub use activity::{ImageEvent, InjectEvent, Loss, LossEvent, ProcessRef};
-pub use exec::{Decision, ExecEvent, Mode, Reason, SourceRef};
+pub use exec::{Access, Decision, ExecEvent, Mode, Reason, SourceRef};
 pub use file::{AccessEvent, Actor, FileAction, FileEvent};
 /// OCSF 1.7.0 from an ECS document: the second output format, for OCSF-native tools.
 pub use ocsf::{to_ocsf, OCSF_VERSION};

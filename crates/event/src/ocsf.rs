@@ -63,6 +63,7 @@ const MAPPED_PROCESS: &str = "pid entity_id executable name command_line args_co
 pub fn to_ocsf(ecs: &Value) -> Value {
     let action = text(ecs, "event.action").unwrap_or("");
     let mapped = match text(ecs, "event.module").unwrap_or("") {
+        "custos.exec" if action == "load" => Some(load_decision(ecs)),
         "custos.exec" => Some(exec_decision(ecs)),
         "custos.process" if text(ecs, "event.kind") != Some("metric") => process_event(ecs, action),
         "custos.image" => Some(module_load(ecs)),
@@ -183,15 +184,31 @@ fn device(ecs: &Value) -> Value {
 
 fn exec_decision(ecs: &Value) -> Mapped {
     let mut m = launch(ecs, 3, "Exec");
+    let path = text(ecs, "process.executable").unwrap_or("(unknown)");
+    m.set("message", decision_message(ecs, &format!("exec of {path}")));
+    m
+}
+
+/// A judged image load: Module Activity Load, with the decision as the security control's.
+fn load_decision(ecs: &Value) -> Mapped {
+    // Opened by the standard loader (ld.so, dlopen) through the file system.
+    let mut m = module_activity(ecs, 1, "Standard");
+    let path = text(ecs, "dll.path").unwrap_or("(unknown)");
+    let by = text(ecs, "process.executable").unwrap_or("(unknown)");
+    let what = format!("load of {path} by {by}");
+    m.set("message", decision_message(ecs, &what));
+    m
+}
+
+/// "denied `what`: reason" (or "allowed …"), the message of a decision.
+fn decision_message(ecs: &Value, what: &str) -> Value {
     let verb = if text(ecs, "custos.decision") == Some("deny") {
         "denied"
     } else {
         "allowed"
     };
-    let path = text(ecs, "process.executable").unwrap_or("(unknown)");
     let reason = text(ecs, "custos.reason").unwrap_or("unknown");
-    m.set("message", json!(format!("{verb} exec of {path}: {reason}")));
-    m
+    json!(format!("{verb} {what}: {reason}"))
 }
 
 fn process_event(ecs: &Value, action: &str) -> Option<Mapped> {
@@ -242,16 +259,18 @@ fn injection(ecs: &Value) -> Mapped {
 }
 
 fn module_load(ecs: &Value) -> Mapped {
+    // An executable file mapping: what the sensor sees, whichever loader made it.
+    module_activity(ecs, 4, "Mapped")
+}
+
+/// Module Activity Load of `dll.*` (else `file.*`) by `process`.
+fn module_activity(ecs: &Value, load_type_id: u32, load_type: &str) -> Mapped {
     let mut m = Mapped::new(MODULE, 1, "Load");
     let p = ecs.get("process").unwrap_or(&Value::Null);
     m.set("actor", json!({ "process": process(p, ecs.get("user")) }));
     let path = text(ecs, "dll.path").or_else(|| text(ecs, "file.path"));
     let sha = text(ecs, "dll.hash.sha256").or_else(|| text(ecs, "file.hash.sha256"));
-    let mut module = json!({
-        // An executable file mapping: what the sensor sees, whichever loader made it.
-        "load_type_id": 4,
-        "load_type": "Mapped",
-    });
+    let mut module = json!({ "load_type_id": load_type_id, "load_type": load_type });
     if let Some(f) = file(path, sha, None, 1) {
         module["file"] = f;
     }

@@ -274,6 +274,42 @@ fn image_load_is_module_activity() {
 }
 
 #[test]
+fn load_decision_is_a_blocked_module_load() {
+    let o = to_ocsf(&crate::exec::sample_load().to_ecs());
+    assert_common(&o);
+    assert_eq!(o["class_uid"], 1005);
+    assert_eq!(
+        (o["activity_id"].clone(), o["type_uid"].clone()),
+        (json!(1), json!(100501))
+    );
+    let m = &o["module"];
+    assert_eq!(m["file"]["path"], "/tmp/x/evil.so");
+    assert_eq!(m["file"]["hashes"][0]["value"], "ab".repeat(32));
+    assert_eq!(
+        (m["load_type_id"].clone(), m["load_type"].clone()),
+        (json!(1), json!("Standard"))
+    );
+    assert_eq!(o["actor"]["process"]["file"]["path"], "/usr/bin/python3");
+    assert_eq!(o["actor"]["process"]["pid"], 42);
+    // The decision: denied, blocked, as for an exec.
+    assert_eq!(
+        (o["action_id"].clone(), o["disposition_id"].clone()),
+        (json!(2), json!(2))
+    );
+    assert_eq!(o["severity_id"], 3);
+    assert!(o["metadata"]["profiles"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("security_control")));
+    assert_eq!(
+        o["message"],
+        "denied load of /tmp/x/evil.so by /usr/bin/python3: mode_default"
+    );
+    assert_eq!(o["unmapped"]["reason"], "mode_default");
+    assert!(o.get("process").is_none());
+}
+
+#[test]
 fn injection_is_inject_with_source_as_actor() {
     let mut e = InjectEvent {
         timestamp: "2026-11-22T06:00:00.000000Z".into(),

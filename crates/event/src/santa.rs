@@ -8,7 +8,8 @@
 //! out rather than invented.
 //!
 //! Lines: exec decisions → `EXEC`; process fork / exit → `FORK` / `EXIT`; file events →
-//! `WRITE`, `RENAME`, `DELETE`, `LINK`. For renames the old path is `custos.original_path` and
+//! `WRITE`, `RENAME`, `DELETE`, `LINK`. Image-load decisions (`action: load`) have no santad
+//! line (Santa does not judge libraries), so none is written. For renames the old path is `custos.original_path` and
 //! the new one `file.path`; for links the existing file is `file.target_path` and the new name
 //! `file.path`. Everything else has no Santa line.
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 pub fn to_santa(ecs: &Value) -> Option<String> {
     let action = text(ecs, "event.action").unwrap_or("");
     match (text(ecs, "event.module")?, action) {
+        ("custos.exec", "load") => None,
         ("custos.exec", _) => Some(exec(ecs)),
         ("custos.process", "fork") => Some(process(ecs, "FORK")),
         ("custos.process", "exit") => Some(process(ecs, "EXIT")),

@@ -222,6 +222,8 @@ fn events_santa_does_not_log_have_no_line() {
         ..ImageEvent::default()
     };
     assert_eq!(to_santa(&image.to_ecs()), None);
+    // A judged library load: Santa does not judge libraries.
+    assert_eq!(to_santa(&crate::exec::sample_load().to_ecs()), None);
     let inject = InjectEvent {
         action: "ptrace_attach",
         process: ProcessRef {

@@ -1,30 +1,33 @@
-//! One exec held by the kernel.
+//! One exec (or plain open) held by the kernel.
 
 use crate::group::Group;
 use crate::procfs;
-use custos_event::Decision;
+use custos_event::{Access, Decision};
 use custos_verdict::{Content, FileKey, Held, PositionedFile, ProcessInfo};
 use nix::sys::fanotify::FanotifyEvent;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 
-/// A `FAN_OPEN_EXEC_PERM` event not yet answered. Dropping it unanswered answers `FAN_ALLOW`,
-/// so no code path (error, panic unwinding, shutdown) can leave the exec hanging.
+/// A `FAN_OPEN_EXEC_PERM` event (an exec) or `FAN_OPEN_PERM` event (a plain open: an image
+/// load if the file is an ELF image) not yet answered. Dropping it unanswered answers
+/// `FAN_ALLOW`, so no code path (error, panic unwinding, shutdown) can leave the exec hanging.
 #[derive(Debug)]
 pub struct HeldExec {
     group: Arc<Group>,
     event: Option<FanotifyEvent>,
     pid: i32,
+    access: Access,
 }
 
 impl HeldExec {
-    pub(crate) fn new(group: Arc<Group>, event: FanotifyEvent) -> HeldExec {
+    pub(crate) fn new(group: Arc<Group>, event: FanotifyEvent, access: Access) -> HeldExec {
         let pid = event.pid();
         HeldExec {
             group,
             event: Some(event),
             pid,
+            access,
         }
     }
 
@@ -80,7 +83,23 @@ impl Held for HeldExec {
     fn ignore(&self) -> io::Result<()> {
         let ev = self.event()?;
         let fd = ev.fd().ok_or_else(|| io::Error::other("event has no fd"))?;
-        self.group.ignore(fd.as_fd()).map_err(io::Error::from)
+        self.group
+            .ignore(fd.as_fd(), false)
+            .map_err(io::Error::from)
+    }
+
+    fn ignore_opens(&self) -> io::Result<()> {
+        let ev = self.event()?;
+        let fd = ev.fd().ok_or_else(|| io::Error::other("event has no fd"))?;
+        self.group.ignore(fd.as_fd(), true).map_err(io::Error::from)
+    }
+
+    fn access(&self) -> Access {
+        self.access
+    }
+
+    fn opener(&self) -> Option<String> {
+        procfs::exe(self.pid)
     }
 
     fn unignore(&self) {

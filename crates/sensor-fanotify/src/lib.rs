@@ -2,6 +2,8 @@
 //!
 //! Kernel requirements: Linux ≥ 5.0 for `FAN_OPEN_EXEC_PERM`, `CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y`,
 //! `CAP_SYS_ADMIN`; evictable ignore marks need ≥ 5.19 (older kernels get plain ignore marks).
+//! Image loads (plain opens, `FAN_OPEN_PERM`, held only while [`Group::set_images`] says so)
+//! need the same.
 //! The kernel holds each exec until this group answers; closing the group (including when the
 //! agent is killed) makes the kernel allow everything still pending.
 

@@ -10,6 +10,13 @@ pub fn fd_path(fd: i32) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// The program `pid` runs (`/proc/PID/exe`, a readlink: nothing is opened).
+pub fn exe(pid: i32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
 /// Parent pid and real uid of `pid`, from one read of `/proc/PID/status` (it is called while an
 /// exec is held, so it avoids `read_to_string`'s growing reads and a second file). Missing values
 /// are `None`: the process may already be gone.
@@ -56,6 +63,16 @@ mod tests {
         assert_eq!(parse_uid(s), Some(1000));
         assert_eq!(field(s, "PPid:"), Some("77"));
         assert_eq!(parse_uid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn names_own_program() {
+        let me = std::env::current_exe().expect("exe");
+        assert_eq!(
+            exe(std::process::id() as i32),
+            Some(me.display().to_string())
+        );
+        assert_eq!(exe(-1), None);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! answers holds that are still waiting with the mode's fallback. A hold is removed from the
 //! pending table before it is answered, under one lock, so nothing answers twice and nothing is
 //! forgotten; [`Arbiter::shutdown`] answers whatever is left.
+//!
+//! A load (a plain open, [`custos_event::Access::Load`]) takes the same path, except that it
+//! is only judged when the file is an ELF image: the worker reads the header first, and a plain
+//! open of anything else passes without a decision. Whether a file is an image is remembered
+//! per file key, with its verdict or on its own.
 
 use crate::cache::Cache;
 use crate::engine::{evaluate_rep, fallback, trust_counts, Verdict};
@@ -15,7 +20,7 @@ pub use crate::held::{Content, Held, Marks, ProcessInfo, Sink};
 use crate::rules::RuleSet;
 use crate::source::{Findings, Sources, Subject};
 use crate::stats::{Stats, StatsSnapshot};
-use custos_event::{Decision, ExecEvent, Mode, Reason, SourceRef};
+use custos_event::{Access, Decision, ExecEvent, Mode, Reason, SourceRef};
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -57,6 +62,11 @@ fn wall_ns() -> i128 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0)
+}
+
+/// The file changed too recently to trust its key (see [`RACY_NS`]).
+fn racy(key: &FileKey) -> bool {
+    key.ctime_ns >= wall_ns() - RACY_NS
 }
 
 struct PolicyState {
@@ -119,6 +129,9 @@ struct Job {
     path: Option<String>,
     /// The hold the file is read for (`path` is its path).
     leader: u64,
+    /// How the leader uses it: a job for an exec is finished (and cached) even when its exec
+    /// was answered by the deadline; one for a load only if the file is an image.
+    access: Access,
 }
 
 /// What is left of a job once its content is hashed and closed.
@@ -135,6 +148,11 @@ struct Inner<H> {
     holds: Mutex<Holds<H>>,
     wake: Condvar,
     logged: Mutex<HashSet<(FileKey, i32)>>,
+    /// Files known not to be ELF images (plain opens of them pass), whatever the policy.
+    not_images: Mutex<HashSet<FileKey>>,
+    /// Execs just allowed without a kernel mark, by (file, pid): the kernel reports the same
+    /// open again as a plain open right after, which must not be judged and logged twice.
+    exec_allowed: Mutex<HashMap<(FileKey, i32), Instant>>,
     stats: Stats,
     sink: Arc<dyn Sink>,
     marks: Arc<dyn Marks>,
@@ -149,6 +167,8 @@ pub struct Arbiter<H: Held> {
 }
 
 const LOGGED_MAX: usize = 65_536;
+/// Bound of [`Inner::exec_allowed`]; entries are consumed at once, or are stale.
+const EXEC_ALLOWED_MAX: usize = 4096;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not stop answering execs.
@@ -181,6 +201,8 @@ impl<H: Held> Arbiter<H> {
             }),
             wake: Condvar::new(),
             logged: Mutex::new(HashSet::new()),
+            not_images: Mutex::new(HashSet::new()),
+            exec_allowed: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             sink,
             marks,
@@ -219,7 +241,8 @@ impl<H: Held> Arbiter<H> {
         })
     }
 
-    /// Takes one held exec. Returns quickly: hashing happens on the pool.
+    /// Takes one held exec or load. Returns quickly: reading the file (its header, its hash)
+    /// happens on the pool.
     pub fn submit(&self, held: H) {
         let inner = &self.inner;
         if inner.shutdown.load(Ordering::SeqCst) {
@@ -235,6 +258,14 @@ impl<H: Held> Arbiter<H> {
             Ok(k) => k,
             Err(e) => return inner.fail(held, &e),
         };
+        let load = held.access() == Access::Load;
+        if load && inner.followed_exec(key, held.pid()) {
+            // The plain-open report of an exec open just allowed: the same open, once more.
+            return inner.answer_raw(held, Decision::Allow);
+        }
+        if load && lock(&inner.not_images).contains(&key) {
+            return inner.pass(held, key, true);
+        }
         let Snapshot {
             mode,
             rules,
@@ -244,6 +275,10 @@ impl<H: Held> Arbiter<H> {
         let hit = lock(&inner.cache)
             .get(&key, Instant::now())
             .filter(|c| c.generation == generation);
+        if load && hit.as_ref().is_some_and(|c| !c.image) {
+            // Judged when it was exec'd (a script, say), but it is no image to load.
+            return inner.pass(held, key, !racy(&key));
+        }
         let trust = trust_counts(mode);
         // A path-dependent hit is judged again for this path, which is read once: per-path
         // sources (package trust) are asked again, the others' answers are reused. If that
@@ -300,7 +335,9 @@ impl<H: Held> Arbiter<H> {
             return;
         }
         Stats::inc(&inner.stats.cache_misses);
-        if key.size > inner.opts.max_hash_bytes {
+        // For a load the header decides first whether there is anything to hash (the worker
+        // checks the size after it).
+        if !load && key.size > inner.opts.max_hash_bytes {
             let msg = format!(
                 "file of {} bytes is over the hashing limit of {} bytes",
                 key.size, inner.opts.max_hash_bytes
@@ -349,6 +386,7 @@ impl<H: Held> Arbiter<H> {
                     content,
                     path,
                     leader,
+                    access: if load { Access::Load } else { Access::Exec },
                 });
             }
         }
@@ -445,6 +483,7 @@ impl<H: Held> Inner<H> {
         p.generation += 1;
         lock(&self.cache).clear();
         lock(&self.logged).clear();
+        lock(&self.exec_allowed).clear();
         if let Err(e) = self.marks.flush_ignores() {
             Stats::inc(&self.stats.errors);
             tracing::error!("cannot flush kernel ignore marks: {e}");
@@ -459,6 +498,50 @@ impl<H: Held> Inner<H> {
             l.clear();
         }
         l.insert((key, pid))
+    }
+
+    /// Whether `pid` was just allowed to exec the file `key` without a kernel mark, so this
+    /// plain open is the same exec open reported again (consumes the record).
+    fn followed_exec(&self, key: FileKey, pid: i32) -> bool {
+        let mut m = lock(&self.exec_allowed);
+        if m.is_empty() {
+            return false;
+        }
+        m.remove(&(key, pid))
+            .is_some_and(|at| at.elapsed() < self.opts.deadline)
+    }
+
+    /// Lets a plain open of a file that is not an ELF image go: it loads nothing, so there is
+    /// no decision and no event. With `markable` (its key is old enough to trust) the kernel
+    /// stops reporting its plain opens until it is modified.
+    pub(super) fn pass(&self, held: H, key: FileKey, markable: bool) {
+        Stats::inc(&self.stats.other_opens);
+        if self.opts.kernel_cache && markable && held.markable() {
+            match held.ignore_opens() {
+                // Written between our read and the mark: the mark would outlive the content.
+                Ok(()) if held.key().ok() != Some(key) => held.unignore(),
+                Ok(()) => {
+                    self.stats.ignore_marks.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    Stats::inc(&self.stats.errors);
+                    tracing::warn!(?key, "cannot place ignore mark: {e}");
+                }
+            }
+        }
+        self.answer_raw(held, Decision::Allow);
+    }
+
+    /// Remembers that `key` is not an ELF image (unless its key is too fresh to trust).
+    pub(super) fn not_an_image(&self, key: FileKey) {
+        if racy(&key) {
+            return;
+        }
+        let mut set = lock(&self.not_images);
+        if set.len() >= self.opts.cache_entries {
+            set.clear();
+        }
+        set.insert(key);
     }
 
     fn answer_raw(&self, held: H, decision: Decision) {
@@ -489,7 +572,7 @@ impl<H: Held> Inner<H> {
         );
         let mut ev = self.event(&held, verdict, None, false, mode, path);
         ev.error = error;
-        self.count(&verdict);
+        self.count(&verdict, held.access());
         self.answer_raw(held, verdict.decision);
         self.sink.emit(ev);
     }
@@ -520,11 +603,14 @@ impl<H: Held> Inner<H> {
         self.fallback_answer(held, Reason::Error, Some(err.to_string()));
     }
 
-    fn count(&self, v: &Verdict) {
-        match v.decision {
-            Decision::Allow => Stats::inc(&self.stats.allowed),
-            Decision::Deny => Stats::inc(&self.stats.denied),
-        }
+    fn count(&self, v: &Verdict, access: Access) {
+        let s = &self.stats;
+        Stats::inc(match (access, v.decision) {
+            (Access::Exec, Decision::Allow) => &s.allowed,
+            (Access::Exec, Decision::Deny) => &s.denied,
+            (Access::Load, Decision::Allow) => &s.loads_allowed,
+            (Access::Load, Decision::Deny) => &s.loads_denied,
+        });
         if v.would_deny {
             Stats::inc(&self.stats.would_deny);
         }
@@ -540,7 +626,10 @@ impl<H: Held> Inner<H> {
         path: Option<String>,
     ) -> ExecEvent {
         let info = held.process();
+        let access = held.access();
         ExecEvent {
+            access,
+            opener: (access == Access::Load).then(|| held.opener()).flatten(),
             timestamp: custos_event::timestamp(SystemTime::now()),
             decision: v.decision,
             would_deny: v.would_deny,
@@ -586,6 +675,7 @@ impl<H: Held> Inner<H> {
                 held.remember_deny(&key);
             }
         }
+        let mut marked = false;
         if self.opts.kernel_cache
             && markable
             && held.markable()
@@ -600,6 +690,7 @@ impl<H: Held> Inner<H> {
                     // did not exist yet): check the key again now that it does.
                     Ok(()) if held.key().ok() != Some(key) => held.unignore(),
                     Ok(()) => {
+                        marked = true;
                         self.stats.ignore_marks.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
@@ -620,7 +711,14 @@ impl<H: Held> Inner<H> {
             ev.source = source;
             ev
         });
-        self.count(&v);
+        if v.decision == Decision::Allow && !marked && held.access() == Access::Exec {
+            let mut m = lock(&self.exec_allowed);
+            if m.len() >= EXEC_ALLOWED_MAX {
+                m.clear();
+            }
+            m.insert((key, held.pid()), Instant::now());
+        }
+        self.count(&v, held.access());
         self.answer_raw(held, v.decision);
         if let Some(ev) = ev {
             self.sink.emit(ev);

@@ -14,6 +14,8 @@ pub(super) struct Kernel {
     pub(super) events: Mutex<Vec<ExecEvent>>,
     pub(super) reads: AtomicUsize,
     pub(super) remembered: AtomicUsize,
+    /// Marks for plain opens only (files that are not images).
+    pub(super) open_ignores: AtomicUsize,
 }
 
 impl Marks for Kernel {
@@ -58,6 +60,8 @@ pub(super) struct Fake {
     answered: bool,
     /// Content that can change after the verdict (an unsealed memfd).
     pub(super) mutable: bool,
+    /// An exec, or a plain open (a load if the file is an image).
+    pub(super) access: Access,
 }
 
 impl Held for Fake {
@@ -98,8 +102,18 @@ impl Held for Fake {
         self.k.ignores.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+    fn ignore_opens(&self) -> io::Result<()> {
+        self.k.open_ignores.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
     fn unignore(&self) {
         self.k.ignores.fetch_sub(1, Ordering::SeqCst);
+    }
+    fn access(&self) -> Access {
+        self.access
+    }
+    fn opener(&self) -> Option<String> {
+        Some(format!("/bin/opener-{}", self.pid))
     }
     fn answer(mut self, d: Decision) -> io::Result<()> {
         self.answered = true;
@@ -140,7 +154,7 @@ fn key(ino: u64) -> FileKey {
     }
 }
 
-fn sha_of(data: &[u8]) -> String {
+pub(super) fn sha_of(data: &[u8]) -> String {
     sha256_hex(&mut &data[..]).expect("hash")
 }
 
@@ -153,7 +167,7 @@ pub(super) fn arbiter(
     arbiter_with(k, mode, rules, deadline_ms, |_| {})
 }
 
-fn arbiter_with(
+pub(super) fn arbiter_with(
     k: &Arc<Kernel>,
     mode: Mode,
     rules: Vec<Rule>,
@@ -203,6 +217,7 @@ impl Kernel {
             answered: false,
             change_on_ignore: Arc::new(AtomicBool::new(false)),
             mutable: false,
+            access: Access::Exec,
         }
     }
     pub(super) fn wait_answers(&self, n: usize) -> Vec<(i32, Decision)> {
@@ -527,3 +542,6 @@ fn a_hash_nobody_waits_for_is_abandoned() {
 
 #[path = "arbiter_rep_tests.rs"]
 mod rep;
+
+#[path = "arbiter_load_tests.rs"]
+mod load;

@@ -1,14 +1,15 @@
-//! The hashing worker of the [`Arbiter`](super::Arbiter): hash one file (or give up when nobody
-//! waits any more), decide, cache, and answer every hold waiting on that file.
+//! The hashing worker of the [`Arbiter`](super::Arbiter): read the file's header (a plain open
+//! of anything but an ELF image passes there), hash it (or give up when nobody waits any more),
+//! decide, cache, and answer every hold waiting on that file.
 
-use super::{lock, wall_ns, Answer, Held, Inner, Job, JobResult, Snapshot, RACY_NS};
+use super::{lock, racy, Answer, Held, Inner, Job, JobResult, Pending, Snapshot};
 use crate::cache::Cached;
 use crate::engine::{evaluate_rep, fallback, trust_counts};
-use crate::file::read_while;
+use crate::file::{is_image, read_head, read_while, FileKey, HEAD_LEN};
 use crate::source::{Findings, Subject};
 use crate::stats::Stats;
-use custos_event::Decision;
-use custos_event::Reason;
+use custos_event::{Access, Decision, Reason};
+use std::io::Read;
 use std::time::Instant;
 
 impl<H: Held> Inner<H> {
@@ -19,8 +20,37 @@ impl<H: Held> Inner<H> {
             mut content,
             path,
             leader,
+            access,
         } = job;
-        let racy = key.ctime_ns >= wall_ns() - RACY_NS;
+        let racy = racy(&key);
+        // What the file is decides whether a plain open of it is a load at all.
+        let mut head = [0u8; HEAD_LEN];
+        let n = match read_head(&mut content, &mut head) {
+            Ok(n) => n,
+            Err(e) => {
+                for (_, p) in self.take_waiting(&key) {
+                    self.fail(p.held, &e);
+                }
+                return;
+            }
+        };
+        let image = is_image(&head[..n]);
+        if !image {
+            self.not_an_image(key);
+            if !self.pass_loads(&key, racy, access == Access::Exec) {
+                return;
+            }
+        } else if key.size > self.opts.max_hash_bytes {
+            // Only loads get here (an exec of a file this large is answered before a job).
+            let msg = format!(
+                "file of {} bytes is over the hashing limit of {} bytes",
+                key.size, self.opts.max_hash_bytes
+            );
+            for (_, p) in self.take_waiting(&key) {
+                self.fallback_answer(p.held, Reason::Error, Some(msg.clone()));
+            }
+            return;
+        }
         // Give up as soon as nobody waits for this hash any more (all answered by the deadline),
         // so huge files cannot keep the pool busy for nothing. Checked under the holds lock,
         // which also retires the in-flight entry so a later exec starts a fresh job.
@@ -48,12 +78,14 @@ impl<H: Held> Inner<H> {
         let before = self.policy_snapshot();
         let trust = trust_counts(before.mode);
         let need = before.sources.need(path.as_deref(), trust);
-        let hashed = match read_while(
-            &mut content,
+        let mut stream = (&head[..n]).chain(&mut content);
+        let read = read_while(
+            &mut stream,
             need.want(),
             need.keep(key.size),
             &mut keep_going,
-        ) {
+        );
+        let hashed = match read {
             Ok(None) => {
                 Stats::inc(&self.stats.abandoned);
                 return;
@@ -139,6 +171,7 @@ impl<H: Held> Inner<H> {
                         md5,
                         generation,
                         until: valid_for.map(|d| Instant::now() + d),
+                        image,
                     },
                     Instant::now(),
                 );
@@ -146,6 +179,11 @@ impl<H: Held> Inner<H> {
         }
         let mut leader_path = job.path.take();
         for (id, p) in waiting {
+            if !image && p.held.access() == Access::Load {
+                // Joined after the loads were let go, while an exec kept the hash going.
+                self.pass(p.held, p.key, !racy && stable);
+                continue;
+            }
             // The hold the file was read for (it may have been answered by its deadline).
             let leader = id == job.leader;
             let path = if leader {
@@ -195,5 +233,42 @@ impl<H: Held> Inner<H> {
                 },
             );
         }
+    }
+}
+
+impl<H: Held> Inner<H> {
+    /// The file behind `key` is no ELF image: lets every plain open waiting on it go (without a
+    /// decision) and takes them off the table. Returns whether the job goes on: an exec waits
+    /// for the verdict, or the job was started for one (`for_exec`: its result is cached even
+    /// when that exec was answered by its deadline). If not, the in-flight entry is retired.
+    fn pass_loads(&self, key: &FileKey, racy: bool, for_exec: bool) -> bool {
+        let (loads, go_on) = {
+            let mut h = lock(&self.holds);
+            let ids = h.inflight.remove(key).unwrap_or_default();
+            let mut loads: Vec<Pending<H>> = Vec::new();
+            let mut rest = Vec::new();
+            let mut execs_wait = false;
+            for id in ids {
+                match h.pending.remove(&id) {
+                    Some(p) if p.held.access() == Access::Load => loads.push(p),
+                    Some(p) => {
+                        h.pending.insert(id, p);
+                        execs_wait = true;
+                        rest.push(id);
+                    }
+                    // Answered by its deadline already.
+                    None => rest.push(id),
+                }
+            }
+            let go_on = execs_wait || for_exec;
+            if go_on {
+                h.inflight.insert(*key, rest);
+            }
+            (loads, go_on)
+        };
+        for p in loads {
+            self.pass(p.held, p.key, !racy);
+        }
+        go_on
     }
 }

@@ -27,6 +27,9 @@ pub struct Cached {
     pub generation: u64,
     /// When it stops holding (an answer with a time limit went into it).
     pub until: Option<Instant>,
+    /// The content is an ELF image ([`crate::file::is_image`]): a plain open of it is a load
+    /// and gets this verdict; otherwise a plain open passes.
+    pub image: bool,
 }
 
 /// The cache.
@@ -119,6 +122,7 @@ mod tests {
             md5: None,
             generation: 0,
             until: None,
+            image: true,
         }
     }
 

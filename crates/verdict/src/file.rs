@@ -188,7 +188,7 @@ fn hash_while(
 }
 
 /// Kind of executable content, from its first bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum FileType {
     /// An ELF object.
@@ -216,6 +216,43 @@ impl FileType {
             FileType::Other
         }
     }
+}
+
+/// Bytes of a file's start that [`is_image`] looks at (an ELF64 header).
+pub const HEAD_LEN: usize = 64;
+
+/// Whether a file that starts with `head` is an ELF image a loader maps as code: an executable
+/// (`ET_EXEC`) or a shared object or position-independent executable (`ET_DYN`). Relocatable
+/// objects (`.o`, kernel modules), core dumps, scripts and data are not.
+pub fn is_image(head: &[u8]) -> bool {
+    const ET_EXEC: u16 = 2;
+    const ET_DYN: u16 = 3;
+    let (Some(magic), Some(&data), Some(ty)) = (head.get(..4), head.get(5), head.get(16..18))
+    else {
+        return false;
+    };
+    let ty = [ty[0], ty[1]];
+    let e_type = match data {
+        1 => u16::from_le_bytes(ty),
+        2 => u16::from_be_bytes(ty),
+        _ => return false,
+    };
+    magic == b"\x7fELF" && matches!(e_type, ET_EXEC | ET_DYN)
+}
+
+/// Reads up to [`HEAD_LEN`] bytes from the start of `r` into `buf`; returns how many (fewer at
+/// the end of a short file).
+pub fn read_head(r: &mut dyn Read, buf: &mut [u8; HEAD_LEN]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -266,6 +303,59 @@ mod tests {
             }
         );
         assert_eq!(FileType::sniff(b"MZ"), FileType::Other);
+    }
+
+    /// An ELF header's first 18 bytes: class, data (1 LSB, 2 MSB), and `e_type`.
+    fn elf(data: u8, e_type: u16) -> Vec<u8> {
+        let mut h = b"\x7fELF\x02".to_vec();
+        h.push(data);
+        h.extend([1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        h.extend(match data {
+            2 => e_type.to_be_bytes(),
+            _ => e_type.to_le_bytes(),
+        });
+        h.extend([0x3e, 0]);
+        h
+    }
+
+    #[test]
+    fn images_are_elf_executables_and_shared_objects() {
+        for data in [1, 2] {
+            assert!(is_image(&elf(data, 2)), "ET_EXEC");
+            assert!(is_image(&elf(data, 3)), "ET_DYN: .so and PIE");
+            assert!(!is_image(&elf(data, 1)), "ET_REL: .o, .ko");
+            assert!(!is_image(&elf(data, 4)), "ET_CORE");
+            assert!(!is_image(&elf(data, 0)));
+        }
+        assert!(!is_image(&elf(0, 3)), "no byte order");
+        assert!(!is_image(&elf(3, 3)), "unknown byte order");
+        // Cut short, scripts, data, empty.
+        assert!(!is_image(&elf(1, 3)[..17]));
+        assert!(!is_image(b"#!/bin/sh\nexec /lib/x.so\n"));
+        assert!(!is_image(b"\x7fELG\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0"));
+        assert!(!is_image(b""));
+        // The real thing: this test binary is a PIE or an executable.
+        let me = std::fs::read(std::env::current_exe().expect("exe")).expect("read");
+        assert!(is_image(&me[..HEAD_LEN]));
+    }
+
+    #[test]
+    fn head_is_read_across_short_reads() {
+        struct Dribble(Vec<u8>);
+        impl Read for Dribble {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(5);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0.drain(..n);
+                Ok(n)
+            }
+        }
+        let mut buf = [0u8; HEAD_LEN];
+        let n = read_head(&mut Dribble(elf(1, 3)), &mut buf).expect("read");
+        assert_eq!(n, 20);
+        assert!(is_image(&buf[..n]));
+        let n = read_head(&mut Dribble(vec![7; 200]), &mut buf).expect("read");
+        assert_eq!(n, HEAD_LEN);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the event sink. The fanotify sensor implements them for real; tests use fakes.
 
 use crate::file::FileKey;
-use custos_event::{Decision, ExecEvent};
+use custos_event::{Access, Decision, ExecEvent};
 use std::io::{self, Read};
 
 /// Content of a held file, for hashing. `key` re-reads the file's identity after hashing so a
@@ -27,8 +27,9 @@ pub struct ProcessInfo {
     pub uid: Option<u32>,
 }
 
-/// One exec held by the kernel until answered. Dropping it without [`Held::answer`] must still
-/// answer the kernel (implementations answer "allow" in `Drop`), so no path can leave an exec hung.
+/// One exec (or image load) held by the kernel until answered. Dropping it without
+/// [`Held::answer`] must still answer the kernel (implementations answer "allow" in `Drop`), so
+/// no path can leave an exec hung.
 pub trait Held: Send + 'static {
     /// Pid (thread-group id) of the process exec'ing.
     fn pid(&self) -> i32;
@@ -40,12 +41,27 @@ pub trait Held: Send + 'static {
     fn content(&self) -> io::Result<Box<dyn Content>>;
     /// Parent and user of the process.
     fn process(&self) -> ProcessInfo;
-    /// Tells the kernel to stop reporting execs of this inode until it is modified.
+    /// Tells the kernel to stop reporting execs and image loads (plain opens) of this inode
+    /// until it is modified: the verdict allows this content however it is used.
     fn ignore(&self) -> io::Result<()>;
+    /// Tells the kernel to stop reporting plain opens of this inode until it is modified (it is
+    /// not an ELF image, so opening it loads nothing); its execs are still reported.
+    fn ignore_opens(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// Removes that mark again (when the file turned out to change while it was placed).
     fn unignore(&self);
     /// Answers the kernel.
     fn answer(self, decision: Decision) -> io::Result<()>;
+    /// How the file is about to be used. A [`Access::Load`] is a plain open: it is judged only
+    /// when the file turns out to be an ELF image, and passes without a decision otherwise.
+    fn access(&self) -> Access {
+        Access::Exec
+    }
+    /// For a load: the program of the process opening the file.
+    fn opener(&self) -> Option<String> {
+        None
+    }
     /// Whether [`Held::ignore`] means anything for this kind of hold.
     fn markable(&self) -> bool {
         true

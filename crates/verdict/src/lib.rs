@@ -18,7 +18,10 @@ pub mod store;
 
 pub use arbiter::{Arbiter, Options};
 pub use engine::{evaluate, evaluate_rep, fallback, trust_counts, Reputation, Verdict};
-pub use file::{digests_while, read_while, sha256_hex, FileDigests, FileKey, FileType, Want};
+pub use file::{
+    digests_while, is_image, read_head, read_while, sha256_hex, FileDigests, FileKey, FileType,
+    Want, HEAD_LEN,
+};
 pub use held::{Content, Held, Marks, PositionedFile, ProcessInfo, Sink};
 pub use rules::{NewRule, Policy, Rule, RuleError, RuleSet, Target};
 pub use source::{Finding, Findings, Need, Opinion, Source, Sources, Subject};

@@ -18,6 +18,9 @@ pub struct Stats {
     pub(crate) self_allowed: AtomicU64,
     pub(crate) overloaded: AtomicU64,
     pub(crate) abandoned: AtomicU64,
+    pub(crate) loads_allowed: AtomicU64,
+    pub(crate) loads_denied: AtomicU64,
+    pub(crate) other_opens: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -27,6 +30,15 @@ pub struct StatsSnapshot {
     pub allowed: u64,
     /// Execs denied.
     pub denied: u64,
+    /// Image loads (plain opens of ELF images, lockdown with `[exec] images`) allowed.
+    #[serde(default)]
+    pub loads_allowed: u64,
+    /// Image loads denied.
+    #[serde(default)]
+    pub loads_denied: u64,
+    /// Plain opens of files that are not ELF images: passed without a decision.
+    #[serde(default)]
+    pub other_opens: u64,
     /// Audit mode: execs that enforcing would have denied.
     pub would_deny: u64,
     /// Decisions answered from the user-space cache.
@@ -47,7 +59,7 @@ pub struct StatsSnapshot {
     pub overloaded: u64,
     /// Hashes given up because every exec waiting for them had already been answered.
     pub abandoned: u64,
-    /// Execs held right now.
+    /// Execs and loads held right now.
     pub pending: u64,
 }
 
@@ -71,6 +83,9 @@ impl Stats {
             self_allowed: self.self_allowed.load(Relaxed),
             overloaded: self.overloaded.load(Relaxed),
             abandoned: self.abandoned.load(Relaxed),
+            loads_allowed: self.loads_allowed.load(Relaxed),
+            loads_denied: self.loads_denied.load(Relaxed),
+            other_opens: self.other_opens.load(Relaxed),
             pending,
         }
     }

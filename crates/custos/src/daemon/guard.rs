@@ -1,5 +1,6 @@
 //! Refuses lockdown when it would lock the admin out: if the current rules would deny a program
-//! that everything else needs (the shell, the ELF loader, custos itself) on a watched filesystem.
+//! that everything else needs (the shell, the ELF loader, custos itself, and the shared
+//! libraries they load) on a watched filesystem.
 
 use custos_event::{Decision, Mode};
 use custos_verdict::{
@@ -17,11 +18,36 @@ pub const ESSENTIAL: &[&str] = &[
     "/lib/ld-linux-aarch64.so.1",
 ];
 
-/// The essential programs that exist on this host, resolved.
+/// The essential programs that exist on this host, resolved, and the shared libraries custos
+/// itself runs with (among them the C library, all the shell needs on Debian): in lockdown with
+/// `[exec] images` a library that may not load stops every program as surely as the loader.
+/// The libraries are those mapped when this is first called (at start), so the guard and the
+/// `essential` source always agree, whatever the agent maps later.
 pub fn essential_paths() -> impl Iterator<Item = PathBuf> {
+    static OWN: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| {
+        mapped_images(&std::fs::read_to_string("/proc/self/maps").unwrap_or_default())
+    });
+    let mut seen = HashSet::new();
     ESSENTIAL
         .iter()
+        .map(PathBuf::from)
+        .chain(own.iter().cloned())
         .filter_map(|p| std::fs::canonicalize(p).ok())
+        .filter(move |p| seen.insert(p.clone()))
+}
+
+/// The files mapped executable in a `/proc/PID/maps` text (not deleted ones).
+fn mapped_images(maps: &str) -> Vec<PathBuf> {
+    maps.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(6, ' ');
+            let perms = f.nth(1)?;
+            let path = f.nth(3)?.trim_start();
+            let file = path.starts_with('/') && !path.ends_with(" (deleted)");
+            (perms.contains('x') && file).then(|| PathBuf::from(path))
+        })
+        .collect()
 }
 
 /// The first essential program for which `hit` says something, given its digests (computed
@@ -351,6 +377,35 @@ mod tests {
         );
         assert!(e.iter().any(|f| is_self(&f.path)), "{e:?}");
         assert!(e.iter().all(|f| f.sha256.len() == 64));
+    }
+
+    #[test]
+    fn libraries_mapped_executable_are_essential() {
+        let maps = "\
+55d0c0a00000-55d0c0a28000 r--p 00000000 fe:01 1234 /usr/bin/custos
+55d0c0a28000-55d0c0b28000 r-xp 00028000 fe:01 1234 /usr/bin/custos
+7f0000000000-7f0000100000 r-xp 00028000 fe:01 77   /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000200000-7f0000300000 r-xp 00000000 00:05 9    /memfd:jit (deleted)
+7f0000400000-7f0000500000 rw-p 00000000 00:00 0    [heap]
+7ffc00000000-7ffc00001000 r-xp 00000000 00:00 0    [vdso]
+7f0000600000-7f0000700000 r-xp 00000000 fe:01 78   /opt/my lib/libx.so
+";
+        assert_eq!(
+            mapped_images(maps),
+            [
+                "/usr/bin/custos",
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                "/opt/my lib/libx.so"
+            ]
+            .map(PathBuf::from)
+        );
+        // Here: this test binary's C library, once.
+        let all: Vec<PathBuf> = essential_paths().collect();
+        assert!(
+            all.iter().any(|p| p.to_string_lossy().contains("libc.so")),
+            "{all:?}"
+        );
+        assert_eq!(all.len(), all.iter().collect::<HashSet<_>>().len());
     }
 
     #[test]

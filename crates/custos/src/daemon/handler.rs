@@ -80,6 +80,7 @@ impl Daemon {
             events_written: self.output.written(),
             events_dropped: self.output.dropped(),
             kernel_cache: self.cfg.exec.kernel_cache,
+            images: self.group.images_on(),
             unmarked_on_write: self.group.stats().unmarked_on_write.load(Relaxed),
             bad_events: self.group.stats().bad_events.load(Relaxed),
             read_errors: self.group.stats().read_errors.load(Relaxed),
@@ -150,6 +151,13 @@ impl Handler for Daemon {
                     }
                 }
                 let old = self.arbiter.set_mode(m);
+                {
+                    // Under the list's lock: the mount follower marks with the new mask or is
+                    // in the list this marks.
+                    let list = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+                    self.group
+                        .set_images(super::controls_images(&self.cfg, m), &list);
+                }
                 self.telemetry.set_mode(m);
                 tracing::info!(from = %old, to = %m, "mode changed");
                 Reply::ok(serde_json::json!({ "mode": m, "previous": old }))

@@ -83,6 +83,8 @@ fn serve(
     let loaded = sources::load_all(&registry, &cfg);
     let output = output::Output::open(&cfg)?;
     let group = Group::new()?;
+    // Before the first mark, so every filesystem gets the mask the mode asks for.
+    group.set_images(controls_images(&cfg, mode), &[]);
     let entries = mounts::read_mountinfo().context("cannot read /proc/self/mountinfo")?;
     let discovering = cfg.exec.watch.is_empty();
     let watched = if discovering {
@@ -200,6 +202,11 @@ fn serve(
     output.close(Duration::from_secs(3));
     run.context("exec sensor failed")?;
     Ok(())
+}
+
+/// Plain opens of ELF images are judged too: lockdown with `[exec] images`.
+fn controls_images(cfg: &Config, mode: Mode) -> bool {
+    mode == Mode::Lockdown && cfg.exec.images
 }
 
 /// The eBPF sensor will hold execs fanotify cannot see.

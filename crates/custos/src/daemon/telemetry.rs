@@ -9,7 +9,7 @@ use super::records::Converter;
 use super::unseen::{kill_on_overload, AnyHeld, Intake, SharedControls};
 use custos_config::Unseen;
 use custos_control::TelemetryStatus;
-use custos_event::{Decision, ExecEvent, LossEvent, Mode, Reason};
+use custos_event::{Access, Decision, ExecEvent, LossEvent, Mode, Reason};
 use custos_sensor_ebpf::{ExecRecord, HoldScope, HoldState, ProcessSensor, Record};
 use custos_sensor_fanotify::follow;
 use custos_verdict::Arbiter;
@@ -295,6 +295,8 @@ impl Telemetry {
             }
         };
         let ev = ExecEvent {
+            access: Access::Exec,
+            opener: None,
             timestamp: custos_event::timestamp(SystemTime::now()),
             decision: reason.0,
             would_deny: false,

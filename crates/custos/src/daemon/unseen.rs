@@ -1,8 +1,8 @@
-//! One verdict engine for both kinds of hold: execs fanotify holds (`FAN_OPEN_EXEC_PERM`) and
-//! execs the eBPF sensor stopped because fanotify cannot see them (memfd, unwatched
+//! One verdict engine for both kinds of hold: execs and image loads fanotify holds
+//! (`FAN_OPEN_EXEC_PERM`, `FAN_OPEN_PERM`) and execs the eBPF sensor stopped because fanotify cannot see them (memfd, unwatched
 //! filesystems). Policy changes invalidate what both sensors cached in the kernel.
 
-use custos_event::{Decision, Mode, Reason};
+use custos_event::{Access, Decision, Mode, Reason};
 use custos_sensor_ebpf::{answer_untaken, Controls, ExecRecord, HeldProcess, HoldError};
 use custos_sensor_fanotify::{Group, HeldExec};
 use custos_verdict::{fallback, Arbiter, Content, FileKey, Held, Marks, ProcessInfo};
@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 /// A hold from either sensor.
 #[derive(Debug)]
 pub enum AnyHeld {
-    /// Held by fanotify.
+    /// Held by fanotify: an exec or a plain open.
     Exec(HeldExec),
     /// Stopped by the eBPF exec program.
     Process(HeldProcess),
@@ -47,8 +47,17 @@ impl Held for AnyHeld {
     fn ignore(&self) -> io::Result<()> {
         each!(self, h => h.ignore())
     }
+    fn ignore_opens(&self) -> io::Result<()> {
+        each!(self, h => h.ignore_opens())
+    }
     fn unignore(&self) {
         each!(self, h => h.unignore())
+    }
+    fn access(&self) -> Access {
+        each!(self, h => h.access())
+    }
+    fn opener(&self) -> Option<String> {
+        each!(self, h => h.opener())
     }
     fn answer(self, decision: Decision) -> io::Result<()> {
         each!(self, h => h.answer(decision))

@@ -200,13 +200,16 @@ impl Sandbox {
     }
 
     /// A copy of /bin/true padded with a sparse hole to `size` bytes: still runs, slow to hash.
+    /// Written through the one handle that creates it: in lockdown (with `[exec] images`) a
+    /// second open of an untrusted ELF image is refused, whatever it is for.
     pub fn big_exec(&self, name: &str, size: u64) -> PathBuf {
-        let p = self.install("/bin/true", name);
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .and_then(|f| f.set_len(size))
+        use std::io::Write;
+        let p = self.mnt.join(name);
+        let mut f = fs::File::create(&p).expect("create");
+        f.write_all(&fs::read("/bin/true").expect("read /bin/true"))
+            .and_then(|()| f.set_len(size))
             .expect("extend");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
         p
     }
 
@@ -247,6 +250,22 @@ pub fn wait_until(limit: Duration, what: impl std::fmt::Display, mut done: impl 
         assert!(t0.elapsed() < limit, "{what} (waited {limit:?})");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Polls `find` every 10 ms until it finds something, and returns that; fails the test with
+/// `what` after `limit`.
+#[track_caller]
+pub fn wait_for<T>(
+    limit: Duration,
+    what: impl std::fmt::Display,
+    mut find: impl FnMut() -> Option<T>,
+) -> T {
+    let mut found = None;
+    wait_until(limit, what, || {
+        found = find();
+        found.is_some()
+    });
+    found.expect("found")
 }
 
 pub fn wait_timeout(c: &mut Child, limit: Duration) -> Option<ExitStatus> {

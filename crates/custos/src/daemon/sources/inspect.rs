@@ -3,7 +3,8 @@
 
 use custos_control::{InspectReply, SourceAnswer};
 use custos_event::Mode;
-use custos_verdict::{evaluate_rep, trust_counts, RuleSet, Sources};
+use custos_verdict::{evaluate_rep, trust_counts, FileType, RuleSet, Sources};
+use std::os::unix::fs::FileExt;
 
 /// Reads `path` once (digests, and the content if a scanning source wants it), asks every
 /// source (not only up to the first definite answer) and evaluates it under every mode.
@@ -22,6 +23,10 @@ pub fn inspect(
     if !meta.is_file() {
         return Err(format!("{real} is not a regular file"));
     }
+    let mut head = [0u8; 256];
+    let n = f
+        .read_at(&mut head, 0)
+        .map_err(|e| format!("cannot read {real}: {e}"))?;
     let (d, findings) = sources
         .read_and_consult(&mut f, meta.len(), Some(&real), true, true)
         .map_err(|e| format!("cannot read {real}: {e}"))?;
@@ -62,5 +67,6 @@ pub fn inspect(
         now,
         per_mode: Mode::ALL.into_iter().map(|m| (m, judge(m))).collect(),
         rule,
+        file_type: Some(FileType::sniff(&head[..n])),
     })
 }
