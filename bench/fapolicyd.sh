@@ -5,6 +5,7 @@
 # systemd is assumed: the daemon is started by hand, in the foreground, and stopped by pid.
 
 # ---------------------------------------------------------------- state (fapolicyd_cleanup)
+# shellcheck disable=SC2034 # FAPO_OK and FAPO_WHY are the callers' to read and set
 FAPO_PID=""
 FAPO_BACKUP=""          # set only once the fapolicyd backup is complete
 RUN_FAPOLICYD_CREATED=0

@@ -167,7 +167,7 @@ mkdir "$MNT/files" "$MNT/probe"
 
 # ---------------------------------------------------------------- custos configs
 write_config() { # file [files] lines...
-    local f=$1
+    local file=$1
     shift
     {
         cat <<EOF
@@ -183,7 +183,7 @@ watch = ["$MNT"]
 protect_self = false
 EOF
         printf '%s\n' "$@"
-    } >"$f"
+    } >"$file"
 }
 CFG_EVENTS=$TMP/events.toml
 write_config "$CFG_EVENTS" "events = true" "watch = [\"$MNT\"]" "rate = 0"
@@ -259,7 +259,7 @@ record_storm() { # scenario round [key=value ...]: the storm just run, with extr
     shift 2
     record scenario="$s" round="$r" attempts="$S_ATTEMPTS" cold="$S_COLD" timed="$S_TIMED" \
         cpu="$S_CPU" wall="$S_WALL" failed="$S_FAILED" errno="$S_ERRNO" busy="$BUSY" \
-        other="$S_OTHER" agent_cpu="$S_AGENT" opens=$((N * PASSES)) cold_opens="$N" "$@"
+        other="$S_OTHER" agent_cpu="$S_AGENT" pid="$S_PID" opens=$((N * PASSES)) cold_opens="$N" "$@"
 }
 
 # ---------------------------------------------------------------- custos
@@ -310,7 +310,7 @@ rules_phase() { # scenario config protected round
     fi
     echo "custos counters ($s): protected_files $pf, allowed +$((a1 - a0)) of $want protected opens," \
         "denied +$((d1 - d0)), cache_hits +$((h1 - h0))${why:+ -- CHECK FAILED: $why}" >&2
-    record_storm "$s" "$r" ok=$([[ -z $why ]] && echo 1 || echo 0) why="$why" protected="$pf" \
+    record_storm "$s" "$r" ok="$([[ -z $why ]] && echo 1 || echo 0)" why="$why" protected="$pf" \
         allowed=$((a1 - a0)) denied=$((d1 - d0)) cache_hits=$((h1 - h0)) expected="$want"
 }
 run_rules_1pct() { rules_phase rules_1pct "$CFG_1PCT" "$PROT_1PCT" "$1"; }
@@ -319,7 +319,8 @@ run_rules_all() { rules_phase rules_all "$CFG_ALL" "$N" "$1"; }
 EVENTS_OK=1
 EVENTS_WHY=""
 events_probe() { # a file created on the bench fs must be reported (FAN_CREATE, FAN_CLOSE_WRITE)
-    local r=$1 st=$TMP/status/probe.r$r watched e0 e1 i
+    local r=$1 watched e0 e1 i
+    local st=$TMP/status/probe.r$r
     status_now "$CFG_EVENTS" "$st.0.json"
     read -r watched e0 < <(status_field "$st.0.json" files.watched files.emitted)
     : >"$MNT/probe/p$r"
@@ -373,7 +374,7 @@ run_events() { # round: the read storm (no events) and the write storm (a close-
         echo "custos counters ($s): emitted +$((e1 - e0)) of $want expected, overflows +$((o1 - o0))," \
             "rate_limited +$((l1 - l0)), excluded +$((x1 - x0)), events_dropped +$((d1 - d0))," \
             "drained ${DRAIN}s after the storm${why:+ -- CHECK FAILED: $why}" >&2
-        record_storm "$s" "$r" ok=$([[ -z $why ]] && echo 1 || echo 0) why="$why" \
+        record_storm "$s" "$r" ok="$([[ -z $why ]] && echo 1 || echo 0)" why="$why" \
             emitted=$((e1 - e0)) expected="$want" overflows=$((o1 - o0)) \
             rate_limited=$((l1 - l0)) dropped=$((d1 - d0)) drain="$DRAIN"
     done
@@ -382,11 +383,18 @@ run_events() { # round: the read storm (no events) and the write storm (a close-
 
 # ---------------------------------------------------------------- bare
 run_bare() { # round
+    local s mode
     log "round $1: bare"
-    storm bare "$1" r
-    record_storm bare "$1" ok=1 $([[ $S_FAILED == 0 ]] || echo ok=0 why="$S_FAILED opens failed")
-    storm bare_write "$1" w
-    record_storm bare_write "$1" ok=1 $([[ $S_FAILED == 0 ]] || echo ok=0 why="$S_FAILED opens failed")
+    for s in bare bare_write; do
+        mode=r
+        [[ $s == bare_write ]] && mode=w
+        storm "$s" "$1" "$mode"
+        if ((S_FAILED == 0)); then
+            record_storm "$s" "$1" ok=1
+        else
+            record_storm "$s" "$1" ok=0 why="$S_FAILED opens failed (errno $S_ERRNO)"
+        fi
+    done
 }
 
 # ---------------------------------------------------------------- fapolicyd (setup: bench/fapolicyd.sh)
@@ -413,7 +421,7 @@ run_fapolicyd() { # round
         why="$S_FAILED opens failed (errno $S_ERRNO)"
     fi
     echo "fapolicyd check: allowed $FAPO_ALLOWED of >= $want opens${why:+ -- CHECK FAILED: $why}" >&2
-    record_storm fapolicyd "$r" ok=$([[ -z $why ]] && echo 1 || echo 0) why="$why" \
+    record_storm fapolicyd "$r" ok="$([[ -z $why ]] && echo 1 || echo 0)" why="$why" \
         allowed="${FAPO_ALLOWED:-0}" expected="$want"
 }
 

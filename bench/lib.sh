@@ -46,6 +46,7 @@ ticks() { # pid... -> TICKS = utime + stime clock ticks summed over the pids (al
     done
 }
 
+# shellcheck disable=SC2034 # DRAIN is read by the callers
 DRAIN=0
 wait_drain() { # pid...: wait until their CPU time stops growing (<= 1 tick in 0.5 s, twice);
     #             DRAIN = seconds from the call until the last busy interval ended
@@ -67,6 +68,7 @@ wait_drain() { # pid...: wait until their CPU time stops growing (<= 1 tick in 0
     done
     local us=$((now - start - quiet * 500000))
     ((us < 0)) && us=0
+    # shellcheck disable=SC2034
     DRAIN=$(printf '%d.%06d' $((us / 1000000)) $((us % 1000000)))
 }
 

@@ -284,13 +284,12 @@ fn module_activity(ecs: &Value, load_type_id: u32, load_type: &str) -> Mapped {
 /// ECS `event.action` values (space-separated) → File System Activity activity.
 #[rustfmt::skip]
 const FILE_ACTIONS: &[(&str, u32, &str)] = &[
-    ("create creation created", 1, "Create"),
-    ("read access accessed", 2, "Read"),
-    ("write modify modification change changed update close_write", 3, "Update"),
-    ("delete deletion deleted unlink", 4, "Delete"),
-    ("rename renamed move moved", 5, "Rename"),
-    ("chmod chown setattr set_attributes attributes_modified", 6, "Set Attributes"),
-    ("open opened", 14, "Open"),
+    ("creation", 1, "Create"),
+    ("modification", 3, "Update"),
+    ("deletion", 4, "Delete"),
+    ("rename", 5, "Rename"),
+    ("attributes_modified", 6, "Set Attributes"),
+    ("open", 14, "Open"),
 ];
 
 /// ECS `event.action` values → Network Activity activity (a deny is always Refuse).
@@ -314,10 +313,10 @@ fn lookup<'a>(table: &[(&str, u32, &'a str)], action: &str) -> Option<(u32, &'a 
 fn file_activity(ecs: &Value, action: &str) -> Mapped {
     // An unknown action falls back to the ECS event type.
     let by_type = match first_type(ecs) {
-        Some("creation") => "create",
-        Some("access") => "read",
-        Some("change") => "write",
-        Some("deletion") => "delete",
+        Some("creation") => "creation",
+        Some("access") => "open",
+        Some("change") => "modification",
+        Some("deletion") => "deletion",
         _ => "",
     };
     let (id, name) = lookup(FILE_ACTIONS, action)

@@ -24,7 +24,7 @@ fn file_doc(action: &str, decision: Option<&str>) -> Value {
 
 #[test]
 fn file_events_are_file_system_activity() {
-    let o = to_ocsf(&file_doc("write", None));
+    let o = to_ocsf(&file_doc("modification", None));
     assert_common(&o);
     assert_eq!(o["class_uid"], 1001);
     assert_eq!(o["class_name"], "File System Activity");
@@ -38,10 +38,9 @@ fn file_events_are_file_system_activity() {
     assert_eq!(o["actor"]["process"]["user"]["uid"], "0");
 
     for (action, id) in [
-        ("create", 1),
-        ("read", 2),
-        ("delete", 4),
-        ("chmod", 6),
+        ("creation", 1),
+        ("deletion", 4),
+        ("attributes_modified", 6),
         ("open", 14),
     ] {
         assert_eq!(
@@ -71,7 +70,7 @@ fn file_rename_has_a_result_and_denies_are_blocked() {
     assert_eq!(o["file"]["path"], "/tmp/staged");
     assert_eq!(o["file_result"]["path"], "/etc/passwd");
 
-    let o = to_ocsf(&file_doc("write", Some("deny")));
+    let o = to_ocsf(&file_doc("open", Some("deny")));
     assert_eq!(o["action_id"], 2);
     assert_eq!(o["disposition_id"], 2);
     assert_eq!(o["severity_id"], 3);

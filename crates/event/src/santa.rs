@@ -7,11 +7,12 @@
 //! fields, user and group names unless the document has `user.name` / `group.name`) are left
 //! out rather than invented.
 //!
-//! Lines: exec decisions → `EXEC`; process fork / exit → `FORK` / `EXIT`; file events →
-//! `WRITE`, `RENAME`, `DELETE`, `LINK`. Image-load decisions (`action: load`) have no santad
-//! line (Santa does not judge libraries), so none is written. For renames the old path is `custos.original_path` and
-//! the new one `file.path`; for links the existing file is `file.target_path` and the new name
-//! `file.path`. Everything else has no Santa line.
+//! Lines: exec decisions → `EXEC`; process fork / exit → `FORK` / `EXIT`; file events
+//! `modification`, `rename`, `deletion` → `WRITE`, `RENAME`, `DELETE` (for renames the old path
+//! is `custos.original_path` and the new one `file.path`). Image-load decisions
+//! (`action: load`) have no santad line (Santa does not judge libraries), and neither do file
+//! creations, attribute changes or access decisions: santad has no such lines, so none is
+//! written.
 
 use serde_json::Value;
 
@@ -155,25 +156,19 @@ fn file(ecs: &Value, action: &str) -> Option<String> {
     let path = string(ecs, "file.path");
     let null = || Some("(null)".to_owned());
     let mut l = match action {
-        "write" | "modify" | "modification" | "change" | "changed" | "update" | "close_write" => {
+        "modification" => {
             let mut l = Line::new("WRITE");
             l.kv("path", &path?);
             l
         }
-        "delete" | "deletion" | "deleted" | "unlink" => {
+        "deletion" => {
             let mut l = Line::new("DELETE");
             l.kv("path", &path?);
             l
         }
-        "rename" | "renamed" | "move" | "moved" => {
+        "rename" => {
             let mut l = Line::new("RENAME");
             l.opt("path", string(ecs, "custos.original_path").or_else(null));
-            l.kv("newpath", &path?);
-            l
-        }
-        "link" | "hardlink" => {
-            let mut l = Line::new("LINK");
-            l.opt("path", string(ecs, "file.target_path").or_else(null));
             l.kv("newpath", &path?);
             l
         }

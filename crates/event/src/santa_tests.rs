@@ -264,11 +264,11 @@ fn file_doc(action: &str) -> Value {
 fn file_access_lines() {
     let tail = "|pid=9|ppid=8|process=vi|processpath=/usr/bin/vi|uid=0|user=root|gid=0";
     assert_eq!(
-        to_santa(&file_doc("write")).unwrap(),
+        to_santa(&file_doc("modification")).unwrap(),
         format!("action=WRITE|path=/etc/passwd{tail}")
     );
     assert_eq!(
-        to_santa(&file_doc("unlink")).unwrap(),
+        to_santa(&file_doc("deletion")).unwrap(),
         format!("action=DELETE|path=/etc/passwd{tail}")
     );
 
@@ -283,15 +283,12 @@ fn file_access_lines() {
         .unwrap()
         .starts_with("action=RENAME|path=(null)|newpath=/etc/passwd|"));
 
-    let mut d = file_doc("link");
-    d["file"]["target_path"] = json!("/etc/shadow");
-    assert_eq!(
-        to_santa(&d).unwrap(),
-        format!("action=LINK|path=/etc/shadow|newpath=/etc/passwd{tail}")
-    );
+    for none in ["creation", "attributes_modified", "open"] {
+        assert_eq!(to_santa(&file_doc(none)), None, "{none}");
+    }
 
     // No path, no line.
-    let mut d = file_doc("write");
+    let mut d = file_doc("modification");
     d["file"] = json!({});
     assert_eq!(to_santa(&d), None);
 }
