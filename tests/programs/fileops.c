@@ -1,5 +1,6 @@
 /* File events fixture: in directory argv[1], one of each file operation, in order:
- * create+write+close "a", rename "a" -> "b", chmod "b", unlink "b", mkdir "d", rmdir "d".
+ * create+write+close "a", rename "a" -> "b", chmod "b", unlink "b", mkdir "d", rmdir "d";
+ * then, with FILEOPS_WAIT set, waits for stdin to close (so it is still there to be named).
  * With argv[2] = N instead: creates (and closes) N empty files "fN" as fast as it can. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,5 +32,9 @@ int main(int argc, char **argv) {
     if (unlink("b") != 0) die("unlink");
     if (mkdir("d", 0755) != 0) die("mkdir");
     if (rmdir("d") != 0) die("rmdir");
+    if (getenv("FILEOPS_WAIT")) {
+        char c;
+        while (read(0, &c, 1) > 0) {}
+    }
     return 0;
 }

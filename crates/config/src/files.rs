@@ -95,7 +95,13 @@ pub(crate) fn validate(
     }
     for (key, list) in [("files.include", &f.include), ("files.exclude", &f.exclude)] {
         for g in list {
-            check_glob(g).map_err(|p| bad(key, &p))?;
+            // A filter may also start with `**` ("**/.cache/**": anywhere).
+            let anchored = if g.starts_with("**") {
+                format!("/{g}")
+            } else {
+                g.clone()
+            };
+            check_glob(&anchored).map_err(|p| bad(key, &p))?;
         }
     }
     let mut names = std::collections::HashSet::new();
@@ -191,5 +197,6 @@ mod tests {
         assert!(e.contains("read"), "{e}");
         let e = parse("[files]\nexclude = [\"tmp\"]").unwrap_err();
         assert!(e.contains("files.exclude"), "{e}");
+        parse("[files]\nexclude = [\"**/.cache/**\"]").expect("anywhere");
     }
 }

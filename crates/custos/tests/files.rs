@@ -68,14 +68,21 @@ fn each_file_operation_is_one_event_with_paths_and_pid() {
     let prog = cc(sb.dir.path(), "fileops");
     let work = sb.mnt.join("work");
     fs::create_dir_all(work.join("skip")).unwrap();
-    let child = Command::new(&prog).arg(&work).spawn().unwrap();
+    // It waits for its stdin to close, so it is still there when the agent names it.
+    let mut child = Command::new(&prog)
+        .arg(&work)
+        .env("FILEOPS_WAIT", "1")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
-    assert!(child.wait_with_output().unwrap().status.success());
     // Excluded: nothing under skip/ is reported.
     let st = Command::new(&prog).arg(work.join("skip")).status().unwrap();
     assert!(st.success());
 
     let ev = file_events(&sb, pid, 7);
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
     let (a, b, d) = (work.join("a"), work.join("b"), work.join("d"));
     let one = |action: &str, path: &Path| {
         let hits = count(&ev, action, path);
@@ -105,15 +112,12 @@ fn each_file_operation_is_one_event_with_paths_and_pid() {
     );
 
     // The same events are in the store, and status counts them.
-    let out = sb.ok(&[
-        "events",
-        "--kind",
-        "file",
-        "--pid",
-        &pid.to_string(),
-        "--json",
-    ]);
-    assert!(out.lines().count() >= 7, "{out}");
+    let pid_s = pid.to_string();
+    let args = ["events", "--kind", "file", "--pid", &pid_s, "--json"];
+    wait_until(Duration::from_secs(10), "the file events stored", || {
+        let o = sb.cli(&args);
+        o.status.success() && String::from_utf8_lossy(&o.stdout).lines().count() >= 7
+    });
     let st = sb.status();
     assert!(st["files"]["emitted"].as_u64().unwrap() >= 7, "{st}");
     assert!(st["files"]["excluded"].as_u64().unwrap() >= 1, "{st}");
@@ -314,12 +318,15 @@ fn a_burst_over_the_kernel_queue_is_reported_as_overflow() {
     wait_until(Duration::from_secs(20), "overflow reported", || {
         sb.status()["files"]["overflows"].as_u64() >= Some(1)
     });
-    let loss: Vec<Value> = sb
-        .events_at_least(0)
-        .into_iter()
-        .filter(|e| e["event"]["action"] == "file_queue_overflow")
-        .collect();
-    assert!(!loss.is_empty(), "no overflow event");
+    let mut loss = Vec::new();
+    wait_until(Duration::from_secs(10), "no overflow event", || {
+        loss = sb
+            .events_at_least(0)
+            .into_iter()
+            .filter(|e| e["event"]["action"] == "file_queue_overflow")
+            .collect();
+        !loss.is_empty()
+    });
     assert_eq!(loss[0]["event"]["module"], "custos.agent");
 }
 
@@ -340,10 +347,9 @@ fn the_rate_limit_drops_and_counts() {
     });
     let mine = file_events(&sb, pid, 1).len();
     assert!(mine < 1000, "{mine} events passed a limit of 50/s");
-    let drops: Vec<Value> = sb
-        .events_at_least(0)
-        .into_iter()
-        .filter(|e| e["event"]["action"] == "file_events_rate_limited")
-        .collect();
-    assert!(!drops.is_empty(), "no rate-limit loss event");
+    wait_until(Duration::from_secs(5), "no rate-limit loss event", || {
+        sb.events_at_least(0)
+            .iter()
+            .any(|e| e["event"]["action"] == "file_events_rate_limited")
+    });
 }

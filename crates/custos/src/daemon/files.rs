@@ -14,7 +14,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,7 +28,13 @@ pub struct FileEvents {
     emitted: AtomicU64,
     excluded: AtomicU64,
     rate_limited: AtomicU64,
+    /// Rate-limited drops already told in a loss event.
+    reported: AtomicU64,
+    output: Arc<Output>,
+    stopping: AtomicBool,
     thread: Mutex<Option<(OwnedFd, JoinHandle<()>)>>,
+    /// Tells rate-limited drops once a second.
+    ticker: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What the reader thread filters with.
@@ -100,7 +106,11 @@ impl FileEvents {
             emitted: AtomicU64::new(0),
             excluded: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            reported: AtomicU64::new(0),
+            output: output.clone(),
+            stopping: AtomicBool::new(false),
             thread: Mutex::new(None),
+            ticker: Mutex::new(None),
         });
         let (stop_rx, stop_tx) = std::os::unix::net::UnixStream::pair()?;
         let me = events.clone();
@@ -111,10 +121,20 @@ impl FileEvents {
                 if let Err(e) = me.notifier.run(&OwnedFd::from(stop_rx), |n| r.on(n)) {
                     tracing::error!("file events stopped: {e:#}");
                 }
-                r.report_drops(true);
             })
             .context("cannot start the file events thread")?;
         *events.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop_tx.into(), h));
+        let me = events.clone();
+        let t = std::thread::Builder::new()
+            .name("file-drops".into())
+            .spawn(move || {
+                while !me.stopping.load(Relaxed) {
+                    std::thread::park_timeout(Duration::from_secs(1));
+                    me.report_drops();
+                }
+            })
+            .context("cannot start the file events thread")?;
+        *events.ticker.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
         let shown: Vec<_> = events
             .mounts
             .iter()
@@ -142,12 +162,27 @@ impl FileEvents {
         }
     }
 
-    /// Stops the reader.
+    /// Stops the reader, and tells the last drops.
     pub fn stop(&self) {
         let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((stop, h)) = t {
             drop(stop);
             let _ = h.join();
+        }
+        self.stopping.store(true, Relaxed);
+        let t = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = t {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+
+    /// One loss event for the rate-limited drops since the last one, if any.
+    fn report_drops(&self) {
+        let total = self.rate_limited.load(Relaxed);
+        let before = self.reported.swap(total, Relaxed);
+        if total > before {
+            loss(&self.output, Loss::FileRate, total - before, total);
         }
     }
 
@@ -171,8 +206,6 @@ struct Reader {
     buckets: HashMap<i32, Bucket>,
     actors: HashMap<i32, (Instant, custos_event::Actor)>,
     boot_id: String,
-    /// Rate-limited drops reported so far, and when.
-    reported: (u64, Instant),
 }
 
 /// How long an attribution read from `/proc` is reused for the same pid.
@@ -195,7 +228,6 @@ impl Reader {
             buckets: HashMap::new(),
             actors: HashMap::new(),
             boot_id: custos_process::boot_id(),
-            reported: (0, Instant::now()),
         }
     }
 
@@ -203,7 +235,7 @@ impl Reader {
         if n.kind == NoticeKind::Overflow {
             let total = self.events.notifier.stats().overflows.load(Relaxed);
             tracing::warn!(total, "file event queue overflowed: events were lost");
-            self.loss(Loss::FileOverflow, 1, total);
+            loss(&self.output, Loss::FileOverflow, 1, total);
             return;
         }
         if let (Some(a), Some(p)) = (&self.access, &n.path) {
@@ -224,7 +256,6 @@ impl Reader {
         }
         if !self.admit(n.pid) {
             self.events.rate_limited.fetch_add(1, Relaxed);
-            self.report_drops(false);
             return;
         }
         let actor = self.actor(n.pid);
@@ -239,7 +270,6 @@ impl Reader {
         };
         self.output.emit(event.to_ecs());
         self.events.emitted.fetch_add(1, Relaxed);
-        self.report_drops(false);
     }
 
     /// Include and exclude globs, on either path of a rename.
@@ -296,27 +326,16 @@ impl Reader {
         }
         a
     }
+}
 
-    /// Emits one loss event for the rate-limited drops since the last one, at most once a
-    /// second (or now, when `last`).
-    fn report_drops(&mut self, last: bool) {
-        let total = self.events.rate_limited.load(Relaxed);
-        let (before, at) = self.reported;
-        if total > before && (last || at.elapsed() >= Duration::from_secs(1)) {
-            self.loss(Loss::FileRate, total - before, total);
-            self.reported = (total, Instant::now());
-        }
-    }
-
-    fn loss(&self, what: Loss, lost: u64, total: u64) {
-        let e = LossEvent {
-            timestamp: custos_event::timestamp(std::time::SystemTime::now()),
-            what,
-            lost,
-            total,
-        };
-        self.output.emit(e.to_ecs());
-    }
+fn loss(output: &Output, what: Loss, lost: u64, total: u64) {
+    let e = LossEvent {
+        timestamp: custos_event::timestamp(std::time::SystemTime::now()),
+        what,
+        lost,
+        total,
+    };
+    output.emit(e.to_ecs());
 }
 
 fn action(kind: NoticeKind) -> Option<FileAction> {

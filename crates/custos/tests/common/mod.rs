@@ -67,7 +67,13 @@ impl Sandbox {
         };
         let config = dir.path().join("custos.toml");
         let d = dir.path().display();
-        let events = if top.contains("\nevents =") || top.starts_with("events =") {
+        // A top-level `events = …` (before any table) replaces the harness's event file.
+        let top_level = if top.starts_with('[') {
+            ""
+        } else {
+            top.split("\n[").next().unwrap_or("")
+        };
+        let events = if top_level.lines().any(|l| l.starts_with("events =")) {
             String::new()
         } else {
             format!("events = \"{d}/events.json\"\n")
