@@ -400,6 +400,8 @@ impl<'a> Host<'a> {
             (&self.pools.exes[exe], Reason::ModeDefault, None)
         };
         let v = ExecEvent {
+            access: custos_event::Access::Exec,
+            opener: None,
             timestamp: self.ts(),
             decision: if deny {
                 Decision::Deny

@@ -17,6 +17,8 @@ pub fn ts(secs: u64) -> String {
 
 pub fn exec(t: u64, pid: i32, path: &str, sha: &str, decision: Decision) -> Value {
     ExecEvent {
+        access: custos_event::Access::Exec,
+        opener: None,
         timestamp: ts(t),
         decision,
         would_deny: false,
