@@ -11,7 +11,7 @@
 use crate::group::SensorError;
 use crate::procfs;
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use crate::fan::Wake;
 use nix::sys::fanotify::{
     EventFFlags, Fanotify, FanotifyEvent, FanotifyResponse, InitFlags, MarkFlags, MaskFlags,
     Response,
@@ -64,21 +64,12 @@ impl AccessGroup {
     }
 
     fn respond(&self, fd: BorrowedFd<'_>, allow: bool) -> Result<(), Errno> {
-        let r = if allow {
-            Response::FAN_ALLOW
-        } else {
-            Response::FAN_DENY
-        };
-        self.fan.write_response(FanotifyResponse::new(fd, r))
+        crate::fan::respond(&self.fan, fd, allow)
     }
 
-    /// Detaches from the kernel now (see [`crate::Group::release_kernel`]): everything pending
-    /// is allowed.
+    /// Detaches from the kernel now ([`crate::fan::release`]): everything pending is allowed.
     pub fn release_kernel(&self) {
-        if let Ok(null) = std::fs::File::open("/dev/null") {
-            // SAFETY: dup2 onto an fd this struct owns; the number stays valid (now /dev/null).
-            unsafe { libc::dup2(null.as_raw_fd(), self.fan.as_fd().as_raw_fd()) };
-        }
+        crate::fan::release(&self.fan);
     }
 
     /// Reads events until `stop` is readable, handing each held open to `on_open`. The
@@ -89,22 +80,10 @@ impl AccessGroup {
         mut on_open: impl FnMut(HeldOpen),
     ) -> Result<(), SensorError> {
         loop {
-            let mut fds = [
-                PollFd::new(self.fan.as_fd(), PollFlags::POLLIN),
-                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(SensorError::Read(e)),
-            }
-            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                return Ok(());
-            }
-            if !fds[0]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLIN))
-            {
-                continue;
+            match crate::fan::wait(self.fan.as_fd(), stop).map_err(SensorError::Read)? {
+                Wake::Stop => return Ok(()),
+                Wake::Ready => {}
+                Wake::Again => continue,
             }
             let events = match self.fan.read_events() {
                 Ok(ev) => ev,

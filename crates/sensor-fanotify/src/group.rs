@@ -2,6 +2,7 @@
 
 use crate::held::HeldExec;
 use crate::mounts::WatchedFs;
+use crate::fan::Wake;
 use custos_event::Access;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -255,26 +256,12 @@ impl Group {
     }
 
     pub(crate) fn respond(&self, fd: BorrowedFd<'_>, allow: bool) -> Result<(), Errno> {
-        use nix::sys::fanotify::{FanotifyResponse, Response};
-        let r = if allow {
-            Response::FAN_ALLOW
-        } else {
-            Response::FAN_DENY
-        };
-        self.fan.write_response(FanotifyResponse::new(fd, r))
+        crate::fan::respond(&self.fan, fd, allow)
     }
 
-    /// Detaches from the kernel now, whatever still holds this struct (a thread stuck in a
-    /// stalled file system keeps the process's fd table alive past exit): the fanotify fd is
-    /// replaced by `/dev/null`, so the kernel drops the group and lets every pending exec go.
-    /// For the agent's very last step; the group is useless after it.
+    /// Detaches from the kernel now ([`crate::fan::release`]): every pending exec goes.
     pub fn release_kernel(&self) {
-        use std::os::fd::{AsFd, AsRawFd};
-        if let Ok(null) = std::fs::File::open("/dev/null") {
-            // SAFETY: dup2 onto an fd this struct owns; the number stays valid (now /dev/null),
-            // so nothing that still uses it can touch an unrelated file.
-            unsafe { libc::dup2(null.as_raw_fd(), self.fan.as_fd().as_raw_fd()) };
-        }
+        crate::fan::release(&self.fan);
     }
 
     /// Reads events until `stop` becomes readable, handing each held exec or plain open to
@@ -290,24 +277,13 @@ impl Group {
         mut on_exec: impl FnMut(HeldExec),
     ) -> Result<(), SensorError> {
         loop {
-            let mut fds = [
-                PollFd::new(self.fan.as_fd(), PollFlags::POLLIN),
-                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(SensorError::Read(e)),
-            }
-            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                self.set_images(false, &[]);
-                return self.drain(&mut on_exec);
-            }
-            if fds[0]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLIN))
-            {
-                self.read_once(&mut on_exec)?;
+            match crate::fan::wait(self.fan.as_fd(), stop).map_err(SensorError::Read)? {
+                Wake::Stop => {
+                    self.set_images(false, &[]);
+                    return self.drain(&mut on_exec);
+                }
+                Wake::Ready => self.read_once(&mut on_exec)?,
+                Wake::Again => {}
             }
         }
     }

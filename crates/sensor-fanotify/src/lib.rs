@@ -9,6 +9,7 @@
 //! are on [`notify`].
 
 pub mod access;
+mod fan;
 pub mod follow;
 mod group;
 mod held;

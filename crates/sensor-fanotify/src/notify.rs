@@ -14,7 +14,7 @@
 use crate::notify_parse::{self, DirName, Malformed, RawEvent};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use crate::fan::Wake;
 use nix::sys::stat::Mode;
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
@@ -241,23 +241,10 @@ impl Notifier {
     pub fn run(&self, stop: &OwnedFd, mut on: impl FnMut(Notice)) -> Result<(), NotifyError> {
         let mut buf = vec![0u8; BUF_LEN];
         loop {
-            let mut fds = [
-                PollFd::new(self.fan.as_fd(), PollFlags::POLLIN),
-                PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(NotifyError::Read(e)),
-            }
-            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                return Ok(());
-            }
-            if !fds[0]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLIN))
-            {
-                continue;
+            match crate::fan::wait(self.fan.as_fd(), stop).map_err(NotifyError::Read)? {
+                Wake::Stop => return Ok(()),
+                Wake::Ready => {}
+                Wake::Again => continue,
             }
             // Drain what is queued before polling again.
             loop {
