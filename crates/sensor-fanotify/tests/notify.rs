@@ -462,6 +462,16 @@ fn filesystem_without_file_handles_is_refused_with_its_path() {
         }
         r => panic!("ramfs mark: {r:?}"),
     }
+    let r = notifier.watch_dir(&m.path);
+    assert!(matches!(r, Err(NotifyError::Mark { .. })), "{r:?}");
+    // Not a directory: refused before marking.
+    let f = m.path.join("f");
+    touch(&f);
+    let r = notifier.watch_fs(&f);
+    assert!(
+        matches!(r, Err(NotifyError::Open { ref path, source: Errno::ENOTDIR }) if *path == f),
+        "{r:?}"
+    );
 }
 
 /// Rough reader throughput on tmpfs (prints; no timed assertion):
