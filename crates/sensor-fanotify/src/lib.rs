@@ -1,10 +1,10 @@
 //! The fanotify sensors: the exec permission group ([`Group`]) and file notices ([`Notifier`]).
 //!
-//! Exec group kernel requirements: Linux ≥ 5.0 for `FAN_OPEN_EXEC_PERM`, `CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y`,
-//! `CAP_SYS_ADMIN`; evictable ignore marks need ≥ 5.19 (older kernels get plain ignore marks).
-//! The kernel holds each exec until this group answers; closing the group (including when the
-//! agent is killed) makes the kernel allow everything still pending. The notifier's requirements
-//! are on [`notify`].
+//! Exec group kernel requirements: Linux ≥ 5.0 for `FAN_OPEN_EXEC_PERM`,
+//! `CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y`, `CAP_SYS_ADMIN`; evictable ignore marks need ≥ 5.19
+//! (older kernels get plain ignore marks). The kernel holds each exec until this group answers;
+//! closing the group (including when the agent is killed) makes the kernel allow everything
+//! still pending. The notifier's requirements are on [`notify`].
 
 pub mod follow;
 mod group;

@@ -467,11 +467,11 @@ struct Mount {
 }
 
 /// Directory handle → path, on filesystems watched whole: saves three syscalls per event
-/// (measured 5× more notices/s draining a burst in one directory) and resolves events in a directory
-/// deleted before they were read, if an earlier event resolved it. Cleared on every directory
-/// rename and on overflow, since paths below may have changed. A deleted directory stays: it
-/// was empty, and its handle is not reused (handles carry a generation). Cleared when full too
-/// (simpler than an LRU; bursts of events are in few directories).
+/// (measured 5× more notices/s draining a burst in one directory) and resolves events in a
+/// directory deleted before they were read, if an earlier event resolved it. Cleared on every
+/// directory rename and on overflow, since paths below may have changed. A deleted directory
+/// stays: it was empty, and its handle is not reused (handles carry a generation). Cleared
+/// when full too (simpler than an LRU; bursts of events are in few directories).
 #[derive(Debug, Default)]
 struct DirCache {
     map: HashMap<Box<[u8]>, PathBuf>,
