@@ -8,14 +8,11 @@
 //! each open until this group answers; closing the group (including when the agent is killed)
 //! allows everything pending.
 
+use crate::fan::Wake;
 use crate::group::SensorError;
 use crate::procfs;
 use nix::errno::Errno;
-use crate::fan::Wake;
-use nix::sys::fanotify::{
-    EventFFlags, Fanotify, FanotifyEvent, FanotifyResponse, InitFlags, MarkFlags, MaskFlags,
-    Response,
-};
+use nix::sys::fanotify::{EventFFlags, Fanotify, FanotifyEvent, InitFlags, MarkFlags, MaskFlags};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! The fanotify group: init, filesystem marks, reading, ignore marks.
 
+use crate::fan::Wake;
 use crate::held::HeldExec;
 use crate::mounts::WatchedFs;
-use crate::fan::Wake;
 use custos_event::Access;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};

@@ -213,8 +213,42 @@ fn check_fs_wide(root: &Path) {
     r.saw("unlink 2", &[notice(Delete, &ch, false)]);
     fs::remove_dir(&c).unwrap();
     r.saw("rmdir", &[notice(Delete, &c, true)]);
-    fs::remove_dir(&a).unwrap();
-    r.saw("rmdir a", &[notice(Delete, &a, true)]);
+    // A cached directory below a renamed one.
+    let (s, a2) = (a.join("s"), root.join("a2"));
+    let (s2, k) = (a2.join("s"), a2.join("s").join("k"));
+    fs::create_dir(&s).unwrap();
+    touch(&s.join("f"));
+    r.saw(
+        "nested",
+        &[
+            notice(Create, &s, true),
+            notice(Create, &s.join("f"), false),
+        ],
+    );
+    fs::rename(&a, &a2).unwrap();
+    r.saw("rename parent", &[rename(Some(&a), Some(&a2), true)]);
+    touch(&k);
+    r.saw(
+        "create below the renamed parent",
+        &[notice(Create, &k, false)],
+    );
+    // A directory deleted before its events are read still resolves once resolved earlier.
+    let t = a2.join("t");
+    touch(&t);
+    r.saw("create in a2", &[notice(Create, &t, false)]);
+    fs::remove_dir_all(&a2).unwrap();
+    let mut gone = [
+        notice(Delete, &t, false),
+        notice(Delete, &s2.join("f"), false),
+        notice(Delete, &k, false),
+        notice(Delete, &s2, true),
+        notice(Delete, &a2, true),
+    ];
+    let mut got = r.settle();
+    // The order within a directory is its listing order.
+    got.sort_by(|x, y| x.path.cmp(&y.path));
+    gone.sort_by(|x, y| x.path.cmp(&y.path));
+    assert_eq!(got, gone, "rm -r");
 
     // Another process: its pid.
     let x = root.join("x");
@@ -309,6 +343,67 @@ fn watch_dir_sees_only_its_children() {
 }
 
 #[test]
+fn deleted_directory_is_unresolved_and_counted() {
+    use NoticeKind::*;
+    if !support::root_or_skip() {
+        return;
+    }
+    let m = Mnt::tmpfs();
+    let notifier = Notifier::new().unwrap();
+    notifier.watch_fs(&m.path).unwrap();
+    // Nobody reads yet: by the time the events are read, `d` is gone.
+    let d = m.path.join("d");
+    fs::create_dir(&d).unwrap();
+    touch(&d.join("x"));
+    fs::remove_file(d.join("x")).unwrap();
+    fs::remove_dir(&d).unwrap();
+    let mut r = Running::start(notifier.clone(), &m.path);
+    let unknown = |kind| Notice {
+        path: None,
+        merged: true,
+        ..notice(kind, &d, false)
+    };
+    let rmdir = Notice {
+        merged: true,
+        ..notice(Delete, &d, true)
+    };
+    let mkdir = Notice {
+        kind: Create,
+        ..rmdir.clone()
+    };
+    // Same entry, same process: the kernel merged create and delete into one event each.
+    let want = [mkdir, rmdir, unknown(Create), unknown(Delete)];
+    let mut got = r.settle();
+    got.sort_by_key(|n| (n.path.is_none(), n.kind == Delete));
+    assert_eq!(got, want);
+    assert_eq!(notifier.stats().unresolved.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn merged_events_give_one_notice_per_kind() {
+    use NoticeKind::*;
+    if !support::root_or_skip() {
+        return;
+    }
+    let m = Mnt::tmpfs();
+    let notifier = Notifier::new().unwrap();
+    notifier.watch_fs(&m.path).unwrap();
+    // Nobody reads yet: the kernel merges the events on the same entry by the same process.
+    let f = m.path.join("f");
+    fs::write(&f, b"x").unwrap();
+    chmod(&f, 0o600);
+    let mut r = Running::start(notifier, &m.path);
+    let merged = |kind| Notice {
+        merged: true,
+        ..notice(kind, &f, false)
+    };
+    r.saw(
+        "create+write+chmod",
+        &[merged(Create), merged(Attrib), merged(CloseWrite)],
+    );
+}
+
+#[test]
 fn overflow_is_reported_and_counted() {
     if !support::root_or_skip() {
         return;
@@ -367,6 +462,16 @@ fn filesystem_without_file_handles_is_refused_with_its_path() {
         }
         r => panic!("ramfs mark: {r:?}"),
     }
+    let r = notifier.watch_dir(&m.path);
+    assert!(matches!(r, Err(NotifyError::Mark { .. })), "{r:?}");
+    // Not a directory: refused before marking.
+    let f = m.path.join("f");
+    touch(&f);
+    let r = notifier.watch_fs(&f);
+    assert!(
+        matches!(r, Err(NotifyError::Open { ref path, source: Errno::ENOTDIR }) if *path == f),
+        "{r:?}"
+    );
 }
 
 /// Rough reader throughput on tmpfs (prints; no timed assertion):
