@@ -7,6 +7,7 @@ set -euo pipefail
 NEED=(
   gcc          # linker for Rust and C dependencies
   mount        # tests mount their own tmpfs
+  e2fsprogs    # and ext2/ext4 images (mkfs.ext2, mkfs.ext4) for the file event tests
   clang-19     # compiles bpf/*.bpf.c (Debian has no plain `clang`; CUSTOS_CLANG overrides)
   libelf-dev   # libbpf (vendored by libbpf-sys) links libelf
   zlib1g-dev   # and zlib

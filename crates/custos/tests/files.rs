@@ -335,3 +335,48 @@ fn the_rate_limit_drops_and_counts() {
     });
     assert!(loss[0]["custos"]["dropped"].as_u64() >= Some(1), "{loss:?}");
 }
+
+#[test]
+fn a_filesystem_mounted_after_start_reports_file_events() {
+    if !root_or_skip() {
+        return;
+    }
+    // Discovery by type, of a type nothing else here uses: an ext2 image the test makes.
+    let sb = Sandbox::started(
+        "monitor",
+        "[files]\nevents = true\nrate = 0\n[exec]\nwatch_types = [\"ext2\"]\n",
+    );
+    let img = sb.dir.path().join("ext2.img");
+    fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
+    let mkfs = Command::new("mkfs.ext2")
+        .args(["-q", "-F"])
+        .arg(&img)
+        .status();
+    assert!(mkfs.unwrap().success(), "mkfs.ext2 (e2fsprogs)");
+    let mnt = sb.dir.path().join("late");
+    fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&img)
+        .arg(&mnt)
+        .status();
+    assert!(st.unwrap().success(), "mount ext2 image");
+    sb.extra_mounts.lock().unwrap().push(mnt.clone());
+    let m = mnt.to_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(10),
+        "file events on the new mount",
+        || {
+            sb.status()["files"]["watched"]
+                .as_array()
+                .is_some_and(|w| w.iter().any(|x| x == m.as_str()))
+        },
+    );
+    let f = mnt.join("hello");
+    fs::write(&f, "x").unwrap();
+    let me = std::process::id();
+    let ev = picked(&sb, 1, "a creation on the new mount".into(), |e| {
+        e["event"]["action"] == "creation" && e["file"]["path"] == f.to_str().unwrap()
+    });
+    assert_eq!(ev[0]["process"]["pid"], me);
+}

@@ -126,12 +126,14 @@ fn sync_with(
 
 /// Starts a thread that waits for mount table changes (`POLLPRI` on `/proc/self/mountinfo`)
 /// and calls [`sync`], once at start (for mounts made since `watched` was filled) and after
-/// each change. A program exec'd on a new filesystem in the instant between its mount and this
-/// thread marking it is not held.
+/// each change, then `on_new` for each filesystem newly watched (other sensors follow too). A
+/// program exec'd on a new filesystem in the instant between its mount and this thread marking
+/// it is not held.
 pub fn follow_mounts(
     group: Arc<Group>,
     types: Vec<String>,
     watched: Watched,
+    on_new: impl Fn(&WatchedFs) + Send + 'static,
 ) -> std::io::Result<()> {
     // Opened before the first read: a change after it raises POLLPRI.
     let table = std::fs::File::open("/proc/self/mountinfo")?;
@@ -146,7 +148,9 @@ pub fn follow_mounts(
                             let list = watched.lock().unwrap_or_else(|p| p.into_inner());
                             seen_for(&entries, &list)
                         });
-                        sync(&group, &types, &watched, seen, &entries);
+                        for fs in sync(&group, &types, &watched, seen, &entries) {
+                            on_new(&fs);
+                        }
                     }
                     Err(e) => tracing::warn!("cannot read /proc/self/mountinfo: {e}"),
                 }

@@ -5,6 +5,7 @@
 use super::access::FileAccess;
 use super::actor;
 use super::output::Output;
+use super::recent::Recent;
 use anyhow::Context;
 use custos_config::Config;
 use custos_control::FilesStatus;
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,10 @@ pub struct FileEvents {
     notifier: Arc<Notifier>,
     /// Filesystems whose events are reported (empty: events off, only directory watches for
     /// the access rules).
-    mounts: Vec<PathBuf>,
+    mounts: RwLock<Vec<PathBuf>>,
+    /// New filesystems the exec loop starts watching get file events too (`files.watch` is
+    /// empty and events are on).
+    follows: bool,
     emitted: AtomicU64,
     excluded: AtomicU64,
     rate_limited: AtomicU64,
@@ -61,6 +65,7 @@ impl FileEvents {
         exec_mounts: &[PathBuf],
         access: Option<Arc<FileAccess>>,
         output: Arc<Output>,
+        recent: Arc<Recent>,
     ) -> anyhow::Result<Option<Arc<FileEvents>>> {
         let dirs = access
             .as_ref()
@@ -102,7 +107,8 @@ impl FileEvents {
         };
         let events = Arc::new(FileEvents {
             notifier,
-            mounts,
+            mounts: RwLock::new(mounts),
+            follows: cfg.files.events && cfg.files.watch.is_empty(),
             emitted: AtomicU64::new(0),
             excluded: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
@@ -117,7 +123,7 @@ impl FileEvents {
         let h = std::thread::Builder::new()
             .name("file-events".into())
             .spawn(move || {
-                let mut r = Reader::new(me.clone(), filter, access, output);
+                let mut r = Reader::new(me.clone(), filter, access, output, recent);
                 if let Err(e) = me.notifier.run(&OwnedFd::from(stop_rx), |n| r.on(n)) {
                     tracing::error!("file events stopped: {e:#}");
                 }
@@ -135,11 +141,7 @@ impl FileEvents {
             })
             .context("cannot start the file events thread")?;
         *events.ticker.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
-        let shown: Vec<_> = events
-            .mounts
-            .iter()
-            .map(|m| m.display().to_string())
-            .collect();
+        let shown = events.watched();
         tracing::info!(watched = ?shown, dirs = dirs.len(), "file events running");
         Ok(Some(events))
     }
@@ -148,11 +150,7 @@ impl FileEvents {
     pub fn status(&self) -> FilesStatus {
         let s = self.notifier.stats();
         FilesStatus {
-            watched: self
-                .mounts
-                .iter()
-                .map(|m| m.display().to_string())
-                .collect(),
+            watched: self.watched(),
             emitted: self.emitted.load(Relaxed),
             excluded: self.excluded.load(Relaxed),
             rate_limited: self.rate_limited.load(Relaxed),
@@ -186,8 +184,38 @@ impl FileEvents {
         }
     }
 
-    fn in_scope(&self, path: &Path) -> bool {
-        self.mounts.iter().any(|m| path.starts_with(m))
+    fn mounts(&self) -> std::sync::RwLockReadGuard<'_, Vec<PathBuf>> {
+        self.mounts.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn watched(&self) -> Vec<String> {
+        self.mounts()
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect()
+    }
+
+    /// A filesystem the exec loop newly watches: report its file events too, when following.
+    pub fn follow(&self, mount: &Path) {
+        if !self.follows || self.mounts().iter().any(|m| m == mount) {
+            return;
+        }
+        match self.notifier.watch_fs(mount) {
+            Ok(()) => {
+                tracing::info!(mount = %mount.display(), "file events on a new filesystem");
+                self.mounts
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(mount.to_owned());
+            }
+            Err(e) => tracing::warn!(mount = %mount.display(), "no file events here: {e:#}"),
+        }
+    }
+
+    /// Events on, and `path` on a filesystem they are reported for.
+    fn in_scope(&self, path: Option<&Path>) -> bool {
+        let m = self.mounts();
+        !m.is_empty() && path.is_none_or(|p| m.iter().any(|m| p.starts_with(m)))
     }
 }
 
@@ -205,6 +233,8 @@ struct Reader {
     output: Arc<Output>,
     buckets: HashMap<i32, Bucket>,
     actors: HashMap<i32, (Instant, custos_event::Actor)>,
+    /// Processes the process sensor reported, for those gone from `/proc`.
+    recent: Arc<Recent>,
     boot_id: String,
 }
 
@@ -219,6 +249,7 @@ impl Reader {
         filter: Filter,
         access: Option<Arc<FileAccess>>,
         output: Arc<Output>,
+        recent: Arc<Recent>,
     ) -> Reader {
         Reader {
             events,
@@ -227,6 +258,7 @@ impl Reader {
             output,
             buckets: HashMap::new(),
             actors: HashMap::new(),
+            recent,
             boot_id: custos_process::boot_id(),
         }
     }
@@ -246,8 +278,10 @@ impl Reader {
         let Some(action) = action(n.kind) else { return };
         // Events off (directory watches for the access rules only), or a path outside the
         // configured filesystems: not reported. An unresolved path is reported as such.
-        let path = n.path.as_deref().or(n.old_path.as_deref());
-        if self.events.mounts.is_empty() || path.is_some_and(|p| !self.events.in_scope(p)) {
+        if !self
+            .events
+            .in_scope(n.path.as_deref().or(n.old_path.as_deref()))
+        {
             return;
         }
         if n.pid == self.filter.self_pid || !self.wanted(&n) {
@@ -319,10 +353,13 @@ impl Reader {
             self.actors
                 .retain(|_, (at, _)| now.duration_since(*at) < ACTOR_TTL);
         }
-        let a = actor::of(&self.boot_id, pid);
-        // A process already gone is not cached: the pid may come back as another.
+        let mut a = actor::of(&self.boot_id, pid);
         if a.process.executable.is_some() {
             self.actors.insert(pid, (now, a.clone()));
+        } else if let Some(p) = u32::try_from(pid).ok().and_then(|p| self.recent.get(p)) {
+            // Gone from /proc (not cached: the pid may come back as another), but the process
+            // sensor saw it start.
+            a.process = p;
         }
         a
     }

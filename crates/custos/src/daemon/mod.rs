@@ -8,6 +8,7 @@ mod guard;
 mod guardian;
 mod handler;
 mod output;
+mod recent;
 mod records;
 mod rotate;
 mod sources;
@@ -138,8 +139,15 @@ fn serve(
         Arc::new(move || mode_now.mode()),
     )
     .context("cannot start the file access rules")?;
-    let files = files::FileEvents::start(&cfg, &mounts, access.clone(), output.clone())
-        .context("cannot start file events")?;
+    let recent = Arc::new(recent::Recent::default());
+    let files = files::FileEvents::start(
+        &cfg,
+        &mounts,
+        access.clone(),
+        output.clone(),
+        recent.clone(),
+    )
+    .context("cannot start file events")?;
     let n_rules = arbiter.rules().rules().len();
     let watched_live: follow::Watched = Arc::new(Mutex::new(watched));
     let telemetry = if cfg.telemetry.process {
@@ -151,6 +159,7 @@ fn serve(
             watched: watched_live.clone(),
             unseen: cfg.exec.unseen,
             images: cfg.telemetry.images,
+            recent,
         })
         .context("cannot start process telemetry")?
     } else {
@@ -172,10 +181,16 @@ fn serve(
     });
     custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;
     if discovering {
+        let files = files.clone();
         follow::follow_mounts(
             group.clone(),
             daemon.cfg.exec.watch_types.clone(),
             watched_live,
+            move |fs| {
+                if let Some(f) = &files {
+                    f.follow(&fs.mount);
+                }
+            },
         )
         .context("cannot follow the mount table")?;
     }

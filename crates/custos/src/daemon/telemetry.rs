@@ -36,6 +36,8 @@ pub struct Wiring {
     pub unseen: Unseen,
     /// Emit image-load events.
     pub images: bool,
+    /// Where exec, fork and snapshot events are noted for naming processes after they exit.
+    pub recent: Arc<super::recent::Recent>,
 }
 
 /// The running telemetry thread's state.
@@ -184,6 +186,7 @@ impl Telemetry {
         );
         let seeded = conv.seed();
         for ev in conv.snapshot() {
+            w.recent.note(&ev);
             w.output.emit(ev);
         }
         tracing::info!(seeded, "process table seeded from /proc");
@@ -200,6 +203,7 @@ impl Telemetry {
                     _ => {}
                 }
                 if let Some(v) = conv.borrow_mut().event(&rec) {
+                    w.recent.note(&v);
                     w.output.emit(v);
                 }
             }
