@@ -14,21 +14,22 @@
 //! per file key, with its verdict or on its own.
 
 use crate::cache::Cache;
-use crate::engine::{evaluate_rep, fallback, trust_counts, Verdict};
+use crate::engine::{evaluate_rep, trust_counts};
 use crate::file::FileKey;
 pub use crate::held::{Content, Held, Marks, ProcessInfo, Sink};
 use crate::rules::RuleSet;
-use crate::source::{Findings, Sources, Subject};
+use crate::source::{Sources, Subject};
 use crate::stats::{Stats, StatsSnapshot};
-use custos_event::{Access, Decision, ExecEvent, Mode, Reason, SourceRef};
-use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use answer::Answer;
+use custos_event::{Access, Decision, Mode, Reason};
+use holds::Holds;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
+use work::Job;
 
 /// Tuning.
 #[derive(Debug, Clone)]
@@ -87,60 +88,6 @@ struct Snapshot {
     sources: Arc<Sources>,
 }
 
-struct Pending<H> {
-    held: H,
-    key: FileKey,
-}
-
-struct Holds<H> {
-    pending: HashMap<u64, Pending<H>>,
-    inflight: HashMap<FileKey, Vec<u64>>,
-    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
-    next_id: u64,
-}
-
-/// A computed verdict on its way to one hold.
-struct Answer<'a> {
-    key: FileKey,
-    verdict: Verdict,
-    sha256: Option<&'a str>,
-    /// Answered from the user-space cache.
-    cached: bool,
-    /// A kernel ignore mark may follow an allow: the verdict holds for every path to this
-    /// content, and the content was stable and old enough to trust its key (see `RACY_NS`).
-    markable: bool,
-    /// The verdict does not expire on its own (no answer with a time limit went into it): a
-    /// deny may be remembered in the kernel.
-    lasting: bool,
-    mode: Mode,
-    generation: u64,
-    path: Option<String>,
-    /// Write a decision event.
-    log: bool,
-    /// The answers of the sources, to name the one that decided.
-    findings: &'a Findings,
-    /// The sources they came from.
-    sources: &'a Sources,
-}
-
-struct Job {
-    key: FileKey,
-    content: Box<dyn Content>,
-    path: Option<String>,
-    /// The hold the file is read for (`path` is its path).
-    leader: u64,
-    /// How the leader uses it: a job for an exec is finished (and cached) even when its exec
-    /// was answered by the deadline; one for a load only if the file is an image.
-    access: Access,
-}
-
-/// What is left of a job once its content is hashed and closed.
-struct JobResult {
-    key: FileKey,
-    path: Option<String>,
-    leader: u64,
-}
-
 struct Inner<H> {
     opts: Options,
     policy: Mutex<PolicyState>,
@@ -166,10 +113,6 @@ pub struct Arbiter<H: Held> {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-const LOGGED_MAX: usize = 65_536;
-/// Bound of [`Inner::exec_allowed`]; entries are consumed at once, or are stale.
-const EXEC_ALLOWED_MAX: usize = 4096;
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not stop answering execs.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -193,12 +136,7 @@ impl<H: Held> Arbiter<H> {
                 sources: Arc::default(),
                 generation: 0,
             }),
-            holds: Mutex::new(Holds {
-                pending: HashMap::new(),
-                inflight: HashMap::new(),
-                deadlines: BinaryHeap::new(),
-                next_id: 0,
-            }),
+            holds: Mutex::new(Holds::new()),
             wake: Condvar::new(),
             logged: Mutex::new(HashSet::new()),
             not_images: Mutex::new(HashSet::new()),
@@ -348,35 +286,9 @@ impl<H: Held> Arbiter<H> {
             Ok(c) => (c, held.path()),
             Err(e) => return inner.fail(held, &e),
         };
-        let leader = {
-            let mut h = lock(&inner.holds);
-            // Each hold pins its event fd and each in-flight job a dup of one: bound both.
-            if h.pending.len() + h.inflight.len() >= inner.opts.max_pending {
-                drop(h);
-                return inner.fallback_answer(held, Reason::Overload, None);
-            }
-            let id = h.next_id;
-            h.next_id += 1;
-            let deadline = Instant::now() + inner.opts.deadline;
-            let earliest = h
-                .deadlines
-                .peek()
-                .is_none_or(|Reverse((d, _))| deadline < *d);
-            h.deadlines.push(Reverse((deadline, id)));
-            h.pending.insert(id, Pending { held, key });
-            if earliest {
-                inner.wake.notify_one();
-            }
-            match h.inflight.entry(key) {
-                Entry::Occupied(mut e) => {
-                    e.get_mut().push(id);
-                    None
-                }
-                Entry::Vacant(e) => {
-                    e.insert(vec![id]);
-                    Some(id)
-                }
-            }
+        let leader = match inner.hold(held, key) {
+            Ok(leader) => leader,
+            Err(held) => return inner.fallback_answer(held, Reason::Overload, None),
         };
         if let Some(leader) = leader {
             if let Some(tx) = lock(&self.jobs).as_ref() {
@@ -441,13 +353,7 @@ impl<H: Held> Arbiter<H> {
         self.inner.shutdown.store(true, Ordering::SeqCst);
         lock(&self.jobs).take();
         self.inner.wake.notify_all();
-        let left: Vec<Pending<H>> = {
-            let mut h = lock(&self.inner.holds);
-            h.inflight.clear();
-            h.deadlines.clear();
-            h.pending.drain().map(|(_, p)| p).collect()
-        };
-        for p in left {
+        for p in self.inner.take_all() {
             self.inner.fallback_answer(p.held, Reason::Shutdown, None);
         }
         let threads = std::mem::take(&mut *lock(&self.threads));
@@ -490,279 +396,16 @@ impl<H: Held> Inner<H> {
         }
         self.stats.ignore_marks.store(0, Ordering::Relaxed);
     }
-
-    /// Records (key, pid) as logged; true the first time.
-    fn first_sight(&self, key: FileKey, pid: i32) -> bool {
-        let mut l = lock(&self.logged);
-        if l.len() >= LOGGED_MAX {
-            l.clear();
-        }
-        l.insert((key, pid))
-    }
-
-    /// Whether `pid` was just allowed to exec the file `key` without a kernel mark, so this
-    /// plain open is the same exec open reported again (consumes the record).
-    fn followed_exec(&self, key: FileKey, pid: i32) -> bool {
-        let mut m = lock(&self.exec_allowed);
-        if m.is_empty() {
-            return false;
-        }
-        m.remove(&(key, pid))
-            .is_some_and(|at| at.elapsed() < self.opts.deadline)
-    }
-
-    /// Lets a plain open of a file that is not an ELF image go: it loads nothing, so there is
-    /// no decision and no event. With `markable` (its key is old enough to trust) the kernel
-    /// stops reporting its plain opens until it is modified.
-    pub(super) fn pass(&self, held: H, key: FileKey, markable: bool) {
-        Stats::inc(&self.stats.other_opens);
-        if self.opts.kernel_cache && markable && held.markable() {
-            match held.ignore_opens() {
-                // Written between our read and the mark: the mark would outlive the content.
-                Ok(()) if held.key().ok() != Some(key) => held.unignore(),
-                Ok(()) => {
-                    self.stats.ignore_marks.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    Stats::inc(&self.stats.errors);
-                    tracing::warn!(?key, "cannot place ignore mark: {e}");
-                }
-            }
-        }
-        self.answer_raw(held, Decision::Allow);
-    }
-
-    /// Remembers that `key` is not an ELF image (unless its key is too fresh to trust).
-    pub(super) fn not_an_image(&self, key: FileKey) {
-        if racy(&key) {
-            return;
-        }
-        let mut set = lock(&self.not_images);
-        if set.len() >= self.opts.cache_entries {
-            set.clear();
-        }
-        set.insert(key);
-    }
-
-    fn answer_raw(&self, held: H, decision: Decision) {
-        if let Err(e) = held.answer(decision) {
-            Stats::inc(&self.stats.errors);
-            tracing::error!("cannot answer the kernel: {e}");
-        }
-    }
-
-    /// Answers a hold with the mode's fallback, counted by reason, with an event.
-    fn fallback_answer(&self, held: H, reason: Reason, error: Option<String>) {
-        match reason {
-            Reason::Error => Stats::inc(&self.stats.errors),
-            Reason::Deadline => Stats::inc(&self.stats.deadline_fallbacks),
-            Reason::Overload => Stats::inc(&self.stats.overloaded),
-            _ => {}
-        }
-        let mode = lock(&self.policy).mode;
-        let verdict = fallback(mode, reason);
-        let path = held.path();
-        tracing::warn!(
-            pid = held.pid(),
-            ?path,
-            ?reason,
-            ?error,
-            "fallback: {:?}",
-            verdict.decision
-        );
-        let mut ev = self.event(&held, verdict, None, false, mode, path);
-        ev.error = error;
-        self.count(&verdict, held.access());
-        self.answer_raw(held, verdict.decision);
-        self.sink.emit(ev);
-    }
-
-    /// After a worker panicked on `key`: answers whoever waits on it with the fallback, and
-    /// retires the in-flight entry so the next exec starts afresh.
-    fn abandon(&self, key: FileKey) {
-        Stats::inc(&self.stats.errors);
-        tracing::error!(?key, "verdict worker panicked; answering with the fallback");
-        for (_, p) in self.take_waiting(&key) {
-            let msg = "internal error while judging this file".to_owned();
-            self.fallback_answer(p.held, Reason::Error, Some(msg));
-        }
-    }
-
-    /// Takes every hold still waiting on `key` off the table (with its id) and retires the
-    /// in-flight entry, so a later exec starts a fresh job.
-    fn take_waiting(&self, key: &FileKey) -> Vec<(u64, Pending<H>)> {
-        let mut h = lock(&self.holds);
-        let ids = h.inflight.remove(key).unwrap_or_default();
-        ids.iter()
-            .filter_map(|id| Some((*id, h.pending.remove(id)?)))
-            .collect()
-    }
-
-    /// Answers a hold that could not be examined.
-    fn fail(&self, held: H, err: &io::Error) {
-        self.fallback_answer(held, Reason::Error, Some(err.to_string()));
-    }
-
-    fn count(&self, v: &Verdict, access: Access) {
-        let s = &self.stats;
-        Stats::inc(match (access, v.decision) {
-            (Access::Exec, Decision::Allow) => &s.allowed,
-            (Access::Exec, Decision::Deny) => &s.denied,
-            (Access::Load, Decision::Allow) => &s.loads_allowed,
-            (Access::Load, Decision::Deny) => &s.loads_denied,
-        });
-        if v.would_deny {
-            Stats::inc(&self.stats.would_deny);
-        }
-    }
-
-    fn event(
-        &self,
-        held: &H,
-        v: Verdict,
-        sha256: Option<&str>,
-        cached: bool,
-        mode: Mode,
-        path: Option<String>,
-    ) -> ExecEvent {
-        let info = held.process();
-        let access = held.access();
-        ExecEvent {
-            access,
-            opener: (access == Access::Load).then(|| held.opener()).flatten(),
-            timestamp: custos_event::timestamp(SystemTime::now()),
-            decision: v.decision,
-            would_deny: v.would_deny,
-            reason: v.reason,
-            rule_id: v.rule_id,
-            mode,
-            cached,
-            pid: held.pid(),
-            ppid: info.ppid,
-            uid: info.uid,
-            executable: path,
-            sha256: sha256.map(str::to_owned),
-            error: None,
-            source: None,
-        }
-    }
-
-    /// Answers one hold with a computed verdict: ignore mark for a clean allow, counters, event.
-    fn conclude(&self, held: H, a: Answer<'_>) {
-        let Answer {
-            key,
-            verdict: mut v,
-            sha256,
-            cached,
-            markable,
-            mode,
-            generation,
-            path,
-            log,
-            findings,
-            sources,
-            lasting,
-        } = a;
-        if v.decision == Decision::Allow && held.mutable() {
-            let f = fallback(mode, Reason::Mutable);
-            if f.decision == Decision::Deny {
-                v = f;
-            }
-        }
-        if v.decision == Decision::Deny && !v.path_dependent && lasting {
-            let p = lock(&self.policy);
-            if p.generation == generation {
-                held.remember_deny(&key);
-            }
-        }
-        let mut marked = false;
-        if self.opts.kernel_cache
-            && markable
-            && held.markable()
-            && v.decision == Decision::Allow
-            && !v.would_deny
-        {
-            // Under the policy lock so a concurrent rule change cannot flush before we mark.
-            let p = lock(&self.policy);
-            if p.generation == generation {
-                match held.ignore() {
-                    // A write between our key check and the mark would not clear the mark (it
-                    // did not exist yet): check the key again now that it does.
-                    Ok(()) if held.key().ok() != Some(key) => held.unignore(),
-                    Ok(()) => {
-                        marked = true;
-                        self.stats.ignore_marks.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        Stats::inc(&self.stats.errors);
-                        tracing::warn!(?key, "cannot place ignore mark: {e}");
-                    }
-                }
-            }
-        }
-        let ev = log.then(|| {
-            let source = v.source.and_then(|i| {
-                Some(SourceRef {
-                    name: sources.name(i)?.to_owned(),
-                    detail: findings.get(i)?.detail.clone(),
-                })
-            });
-            let mut ev = self.event(&held, v, sha256, cached, mode, path);
-            ev.source = source;
-            ev
-        });
-        if v.decision == Decision::Allow && !marked && held.access() == Access::Exec {
-            let mut m = lock(&self.exec_allowed);
-            if m.len() >= EXEC_ALLOWED_MAX {
-                m.clear();
-            }
-            m.insert((key, held.pid()), Instant::now());
-        }
-        self.count(&v, held.access());
-        self.answer_raw(held, v.decision);
-        if let Some(ev) = ev {
-            self.sink.emit(ev);
-        }
-    }
-
-    fn deadline_loop(&self) {
-        let mut h = lock(&self.holds);
-        loop {
-            if self.shutdown.load(Ordering::SeqCst) {
-                return;
-            }
-            let now = Instant::now();
-            let mut expired = Vec::new();
-            while let Some(Reverse((d, id))) = h.deadlines.peek().copied() {
-                if d > now {
-                    break;
-                }
-                h.deadlines.pop();
-                if let Some(p) = h.pending.remove(&id) {
-                    expired.push(p);
-                }
-            }
-            if !expired.is_empty() {
-                drop(h);
-                for p in expired {
-                    self.fallback_answer(p.held, Reason::Deadline, None);
-                }
-                h = lock(&self.holds);
-                continue;
-            }
-            let wait = h
-                .deadlines
-                .peek()
-                .map(|Reverse((d, _))| d.saturating_duration_since(now))
-                .unwrap_or(Duration::from_secs(1));
-            h = self
-                .wake
-                .wait_timeout(h, wait)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    }
 }
+
+#[path = "arbiter_answer.rs"]
+mod answer;
+
+#[path = "arbiter_holds.rs"]
+mod holds;
+
+#[path = "arbiter_load.rs"]
+mod load;
 
 #[path = "arbiter_work.rs"]
 mod work;

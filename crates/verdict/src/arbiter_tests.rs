@@ -3,6 +3,7 @@
 use super::*;
 use crate::file::sha256_hex;
 use crate::rules::{Policy, Rule, Target};
+use custos_event::ExecEvent;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 

@@ -2,15 +2,35 @@
 //! of anything but an ELF image passes there), hash it (or give up when nobody waits any more),
 //! decide, cache, and answer every hold waiting on that file.
 
-use super::{lock, racy, Answer, Held, Inner, Job, JobResult, Pending, Snapshot};
+use super::answer::Answer;
+use super::{lock, racy, Held, Inner, Snapshot};
 use crate::cache::Cached;
 use crate::engine::{evaluate_rep, fallback, trust_counts};
 use crate::file::{is_image, read_head, read_while, FileKey, HEAD_LEN};
+use crate::held::Content;
 use crate::source::{Findings, Subject};
 use crate::stats::Stats;
 use custos_event::{Access, Decision, Reason};
 use std::io::Read;
 use std::time::Instant;
+
+pub(super) struct Job {
+    pub(super) key: FileKey,
+    pub(super) content: Box<dyn Content>,
+    pub(super) path: Option<String>,
+    /// The hold the file is read for (`path` is its path).
+    pub(super) leader: u64,
+    /// How the leader uses it: a job for an exec is finished (and cached) even when its exec
+    /// was answered by the deadline; one for a load only if the file is an image.
+    pub(super) access: Access,
+}
+
+/// What is left of a job once its content is hashed and closed.
+struct JobResult {
+    key: FileKey,
+    path: Option<String>,
+    leader: u64,
+}
 
 impl<H: Held> Inner<H> {
     /// Worker: hash, decide, cache, answer every hold waiting on the key.
@@ -234,41 +254,15 @@ impl<H: Held> Inner<H> {
             );
         }
     }
-}
 
-impl<H: Held> Inner<H> {
-    /// The file behind `key` is no ELF image: lets every plain open waiting on it go (without a
-    /// decision) and takes them off the table. Returns whether the job goes on: an exec waits
-    /// for the verdict, or the job was started for one (`for_exec`: its result is cached even
-    /// when that exec was answered by its deadline). If not, the in-flight entry is retired.
-    fn pass_loads(&self, key: &FileKey, racy: bool, for_exec: bool) -> bool {
-        let (loads, go_on) = {
-            let mut h = lock(&self.holds);
-            let ids = h.inflight.remove(key).unwrap_or_default();
-            let mut loads: Vec<Pending<H>> = Vec::new();
-            let mut rest = Vec::new();
-            let mut execs_wait = false;
-            for id in ids {
-                match h.pending.remove(&id) {
-                    Some(p) if p.held.access() == Access::Load => loads.push(p),
-                    Some(p) => {
-                        h.pending.insert(id, p);
-                        execs_wait = true;
-                        rest.push(id);
-                    }
-                    // Answered by its deadline already.
-                    None => rest.push(id),
-                }
-            }
-            let go_on = execs_wait || for_exec;
-            if go_on {
-                h.inflight.insert(*key, rest);
-            }
-            (loads, go_on)
-        };
-        for p in loads {
-            self.pass(p.held, p.key, !racy);
+    /// After a worker panicked on `key`: answers whoever waits on it with the fallback, and
+    /// retires the in-flight entry so the next exec starts afresh.
+    pub(super) fn abandon(&self, key: FileKey) {
+        Stats::inc(&self.stats.errors);
+        tracing::error!(?key, "verdict worker panicked; answering with the fallback");
+        for (_, p) in self.take_waiting(&key) {
+            let msg = "internal error while judging this file".to_owned();
+            self.fallback_answer(p.held, Reason::Error, Some(msg));
         }
-        go_on
     }
 }
