@@ -203,8 +203,8 @@ FAPO_VER=$(dpkg-query -W -f='${Version}' fapolicyd 2>/dev/null || echo none)
 log "environment"
 {
     env_host
-    echo "custos:      $CUSTOS_REV (+ uncommitted changes in $CUSTOS_DIRTY files under crates/ Cargo.*)"
-    echo "binary:      $CUSTOS_BIN (sha256 $(sha256sum "$CUSTOS" | cut -c1-12))"
+    echo "custos:      $CUSTOS_REV (+ uncommitted changes in $CUSTOS_DIRTY files under crates/ Cargo.*) at run time"
+    echo "binary:      $CUSTOS_BIN (sha256 $(sha256sum "$CUSTOS" | cut -c1-12), built $(date -u -r "$CUSTOS_BIN" '+%Y-%m-%d %H:%M UTC'))"
     echo "fapolicyd:   $FAPO_VER"
     echo "filesystem:  $(awk -v m="$MNT" '$2 == m {print $3, $1, $4}' /proc/mounts) at $MNT"
     echo "runs:        N=$N PASSES=$PASSES ROUNDS=$ROUNDS (opens per storm: $N cold + $((N * PASSES)) timed)"
@@ -215,6 +215,7 @@ log "environment"
 AGENT_PIDS=""   # the agent running now (custos and its children, or fapolicyd); "" for bare
 S_PID="" S_COLD="" S_TIMED="" S_CPU="" S_FAILED="" S_ERRNO="" S_WALL="" S_AGENT="" S_OTHER=""
 S_ATTEMPTS=0
+S_K0=0          # the agent's CPU ticks when the kept attempt started
 storm() { # name round r|w [custos-config]: one storm under whatever runs now, redone while other
     #      load disturbed it. With a config, custos is restarted for a redo, and its status just
     #      before the kept attempt is in $TMP/status/NAME.rROUND.0.json (the caller takes the one
@@ -224,7 +225,7 @@ storm() { # name round r|w [custos-config]: one storm under whatever runs now, r
         wait_quiet
         [[ -n $cfg ]] && "$CUSTOS" status --json --config "$cfg" >"$TMP/status/$name.r$r.0.json"
         # shellcheck disable=SC2086
-        { ticks $AGENT_PIDS; k0=$TICKS; }
+        { ticks $AGENT_PIDS; k0=$TICKS S_K0=$TICKS; }
         cpu_sample
         t0=$CPU_T i0=$CPU_I w0=${EPOCHREALTIME/./}
         rc=0
@@ -360,6 +361,10 @@ run_events() { # round: the read storm (no events) and the write storm (a close-
         storm "$s" "$r" "$mode" "$CFG_EVENTS"
         # shellcheck disable=SC2086
         wait_drain $AGENT_PIDS
+        # shellcheck disable=SC2086
+        ticks $AGENT_PIDS
+        local agent_total
+        agent_total=$(awk -v k=$((TICKS - S_K0)) -v t="$CLK_TCK" 'BEGIN { printf "%.3f", k / t }')
         st=$TMP/status/$s.r$r
         status_now "$CFG_EVENTS" "$st.1.json"
         read -r e0 o0 l0 d0 x0 < <(status_field "$st.0.json" files.emitted files.overflows \
@@ -377,10 +382,10 @@ run_events() { # round: the read storm (no events) and the write storm (a close-
         fi
         echo "custos counters ($s): emitted +$((e1 - e0)) of $want expected, overflows +$((o1 - o0))," \
             "rate_limited +$((l1 - l0)), excluded +$((x1 - x0)), events_dropped +$((d1 - d0))," \
-            "drained ${DRAIN}s after the storm${why:+ -- CHECK FAILED: $why}" >&2
+            "drained ${DRAIN}s after the storm, agent CPU ${agent_total}s with the drain${why:+ -- CHECK FAILED: $why}" >&2
         record_storm "$s" "$r" ok="$([[ -z $why ]] && echo 1 || echo 0)" why="$why" \
             emitted=$((e1 - e0)) expected="$want" overflows=$((o1 - o0)) \
-            rate_limited=$((l1 - l0)) dropped=$((d1 - d0)) drain="$DRAIN"
+            rate_limited=$((l1 - l0)) dropped=$((d1 - d0)) drain="$DRAIN" agent_cpu_total="$agent_total"
     done
     custos_stop
 }
@@ -536,9 +541,13 @@ for s, label, base in rows:
         checks.append(f"allowed {med([x['allowed'] for x in xs]):,.0f} of {xs[0]['expected']:,} "
                       f"protected opens, denied 0, {med([x['cache_hits'] for x in xs]):,.0f} cache hits")
     elif s == "events_write":
-        checks.append(f"events {med([x['emitted'] for x in xs]):,.0f} of {xs[0]['expected']:,}, "
-                      f"overflows {med([x['overflows'] for x in xs]):,.0f}, "
-                      f"dropped {med([x['dropped'] for x in xs]):,.0f}")
+        per_ev = med([x["agent_cpu_total"] / x["emitted"] * 1e6 for x in xs if x["emitted"]])
+        ovf = med([x["overflows"] for x in xs])
+        checks.append(f"events {med([x['emitted'] for x in xs]):,.0f} of {xs[0]['expected']:,} "
+                      f"close-writes (the rest merged in the kernel queue"
+                      f"{', or lost to overflows' if ovf else ''}), overflows {ovf:,.0f}, "
+                      f"dropped {med([x['dropped'] for x in xs]):,.0f}; "
+                      f"agent CPU {fmt(per_ev, '.1f')} µs per event, drain included")
     elif s == "events":
         checks.append(f"probe event seen, events {med([x['emitted'] for x in xs]):,.0f}")
     elif s == "fapolicyd":

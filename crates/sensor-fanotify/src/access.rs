@@ -184,7 +184,43 @@ pub fn tgid_of(tid: i32) -> Option<i32> {
         .ok()
 }
 
-/// Whether `tid` is one of this process's threads.
+/// Whether `tid` is one of this process's threads: `tgkill(own pid, tid, 0)` succeeds only
+/// for those (one system call, no `/proc` lookup).
 pub fn is_own_thread(tid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+    // SAFETY: signal 0 sends nothing; it only checks that the thread exists in this group.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_threads_and_others() {
+        // SAFETY: gettid has no preconditions.
+        let me = unsafe { libc::gettid() };
+        assert!(is_own_thread(me));
+        let other = std::thread::spawn(|| unsafe { libc::gettid() });
+        let t = other.join().expect("thread");
+        assert!(!is_own_thread(t), "an exited thread");
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep");
+        assert!(!is_own_thread(child.id() as i32), "another process");
+        let _ = child.kill();
+        let _ = child.wait();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let live = std::thread::spawn(move || {
+            tx.send(unsafe { libc::gettid() }).expect("send");
+            let _ = done_rx.recv();
+        });
+        assert!(
+            is_own_thread(rx.recv().expect("tid")),
+            "a live thread of ours"
+        );
+        drop(done_tx);
+        live.join().expect("join");
+    }
 }
