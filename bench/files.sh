@@ -10,6 +10,11 @@
 #            makes one more "cold" pass, reported apart                 (default 20)
 #   ROUNDS   interleaved rounds; results are medians                    (default 5)
 #   FS_TYPE  the bench filesystem: ext2 (a loop-mounted image) or tmpfs  (default ext2, see below)
+#   PHASES   the phases to run, a subset of the default "bare events rules_1pct rules_all fapolicyd"
+#            (bare is needed for the ratios)
+#   PIN=CPU  run the storm and the agent (all its threads) on this one CPU (taskset): the held
+#            opener and the agent then hand over on one CPU instead of waking each other across
+#            two (default: unpinned)
 #   SKIP_FAPOLICYD=1   skip the fapolicyd phase
 #   RESULTS_MD=FILE    also write the markdown result table to FILE
 #   CUSTOS_BIN=FILE    benchmark this custos binary instead of building the workspace
@@ -74,6 +79,8 @@ N=${N:-10000}
 PASSES=${PASSES:-20}
 ROUNDS=${ROUNDS:-5}
 FS_TYPE=${FS_TYPE:-ext2}
+PHASES=${PHASES:-bare events rules_1pct rules_all fapolicyd}
+PIN=${PIN:-}
 SKIP_FAPOLICYD=${SKIP_FAPOLICYD:-0}
 RESULTS_MD=${RESULTS_MD:-}
 OUT_DIR=${OUT_DIR:-}
@@ -97,6 +104,13 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 positive_ints N PASSES ROUNDS DRAIN_WAIT QUIET_WAIT QUIET_BUDGET
 [[ $RETRIES =~ ^[0-9]+$ ]] || die "RETRIES must be a number"
 ((N <= 1000000)) || die "N must be at most 1000000"
+for p in $PHASES; do
+    [[ " bare events rules_1pct rules_all fapolicyd " == *" $p "* ]] || die "unknown phase '$p' in PHASES"
+done
+if [[ -n $PIN ]]; then
+    [[ $PIN =~ ^[0-9]+$ && $PIN -lt $(nproc) ]] || die "PIN must be a CPU number below $(nproc)"
+    command -v taskset >/dev/null || die "PIN needs taskset (util-linux)"
+fi
 command -v cc >/dev/null || die "needs a C compiler (cc)"
 command -v python3 >/dev/null || die "needs python3"
 
@@ -151,6 +165,8 @@ mkdir -p "$MNT" "$TMP/state" "$TMP/status"
 : >"$TMP/raw.jsonl"
 cc -O2 -Wall -o "$TMP/storm" "$REPO/bench/files/storm.c"
 STORM=$TMP/storm
+RUN_STORM=("$STORM")
+[[ -n $PIN ]] && RUN_STORM=(taskset -c "$PIN" "$STORM")
 
 if [[ $FS_TYPE == ext2 ]]; then
     IMG=$TMP/bench.img
@@ -206,6 +222,7 @@ log "environment"
     echo "custos:      $CUSTOS_REV (+ uncommitted changes in $CUSTOS_DIRTY files under crates/ Cargo.*) at run time"
     echo "binary:      $CUSTOS_BIN (sha256 $(sha256sum "$CUSTOS" | cut -c1-12), built $(date -u -r "$CUSTOS_BIN" '+%Y-%m-%d %H:%M UTC'))"
     echo "fapolicyd:   $FAPO_VER"
+    if [[ -n $PIN ]]; then echo "pinned:      storm and agent on CPU $PIN"; else echo "pinned:      no"; fi
     echo "filesystem:  $(awk -v m="$MNT" '$2 == m {print $3, $1, $4}' /proc/mounts) at $MNT"
     echo "runs:        N=$N PASSES=$PASSES ROUNDS=$ROUNDS (opens per storm: $N cold + $((N * PASSES)) timed)"
     echo "loadavg:     $(cut -d' ' -f1-3 /proc/loadavg) (before)"
@@ -213,6 +230,11 @@ log "environment"
 
 # ---------------------------------------------------------------- one storm
 AGENT_PIDS=""   # the agent running now (custos and its children, or fapolicyd); "" for bare
+pin_agent() { # with PIN: every thread of AGENT_PIDS on that CPU
+    [[ -n $PIN ]] || return 0
+    local p
+    for p in $AGENT_PIDS; do taskset -a -p -c "$PIN" "$p" >/dev/null; done
+}
 S_PID="" S_COLD="" S_TIMED="" S_CPU="" S_FAILED="" S_ERRNO="" S_WALL="" S_AGENT="" S_OTHER=""
 S_ATTEMPTS=0
 S_K0=0          # the agent's CPU ticks when the kept attempt started
@@ -229,7 +251,7 @@ storm() { # name round r|w [custos-config]: one storm under whatever runs now, r
         cpu_sample
         t0=$CPU_T i0=$CPU_I w0=${EPOCHREALTIME/./}
         rc=0
-        out=$("$STORM" "$MNT/files" "$N" "$PASSES" "$mode") || rc=$?
+        out=$("${RUN_STORM[@]}" "$MNT/files" "$N" "$PASSES" "$mode") || rc=$?
         w1=${EPOCHREALTIME/./}
         busy_since "$t0" "$i0"
         # shellcheck disable=SC2086
@@ -277,6 +299,7 @@ custos_start() { # config; false (agent stopped, log shown) if it does not answe
         kill -0 "$CUSTOS_PID" 2>/dev/null || break
         if "$CUSTOS" status --config "$cfg" >/dev/null 2>&1; then
             AGENT_PIDS="$CUSTOS_PID $(pgrep -P "$CUSTOS_PID" | tr '\n' ' ' || true)"
+            pin_agent
             return 0
         fi
         sleep 0.1
@@ -417,6 +440,7 @@ run_fapolicyd() { # round
         return 0
     fi
     AGENT_PIDS=$FAPO_PID
+    pin_agent
     storm fapolicyd "$r" r
     AGENT_PIDS=""
     fapolicyd_stop
@@ -442,21 +466,25 @@ run_fapolicyd() { # round
         obj_evictions="${oevict:-}"
 }
 
-if [[ $SKIP_FAPOLICYD == 1 ]]; then
-    FAPO_WHY="skipped (SKIP_FAPOLICYD=1)"
+if [[ $SKIP_FAPOLICYD == 1 || " $PHASES " != *" fapolicyd "* ]]; then
+    FAPO_WHY="skipped (SKIP_FAPOLICYD=1 or not in PHASES)"
 elif [[ $FS_TYPE != ext2 ]]; then
     FAPO_WHY="skipped: with FS_TYPE=$FS_TYPE, watch_fs would mark every $FS_TYPE mount on the host"
 elif ! command -v fapolicyd >/dev/null; then
     FAPO_WHY="fapolicyd is not installed"
+elif awk -v m="$MNT" -v t="$FS_TYPE" '$3 == t && $2 != m { found = 1 } END { exit !found }' /proc/mounts; then
+    FAPO_WHY="skipped: another $FS_TYPE mount is on the host, and watch_fs = $FS_TYPE would mark it too"
 else
     fapolicyd_setup "$FS_TYPE" file
     FAPO_OK=1
 fi
 
 # ---------------------------------------------------------------- rounds
-run_rounds bare events rules_1pct rules_all fapolicyd
+# shellcheck disable=SC2086 # a list of phase names
+run_rounds $PHASES
 fapolicyd_cleanup
 ((FAPO_OK)) || echo "FAPOLICYD PHASE NOT MEASURED: $FAPO_WHY" >&2
+[[ " $PHASES " != *" events "* ]] && EVENTS_WHY="not in PHASES"
 ((EVENTS_OK)) || echo "EVENTS PHASES NOT MEASURED: $EVENTS_WHY" >&2
 echo "loadavg:     $(cut -d' ' -f1-3 /proc/loadavg) (after); waited ${QUIET_WAITED}s for quiet" \
     | tee -a "$TMP/env.txt" >&2
