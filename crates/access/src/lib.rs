@@ -9,17 +9,17 @@ mod policy;
 mod protected;
 
 pub use intent::Intent;
-pub use policy::{DecisionCache, FileId, Policy, Rule, SelfFiles, Verdict, SELF_RULE};
+pub use policy::{path_globs, DecisionCache, FileId, Policy, Rule, SelfFiles, Verdict, SELF_RULE};
 pub use protected::{scan, Entry, Protected, Scan};
 
 /// Errors compiling the rules.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
     /// A glob does not compile (config validation catches this first).
-    #[error("file access rule {rule:?}: bad glob {glob:?}: {problem}")]
+    #[error("{what}: bad glob {glob:?}: {problem}")]
     Glob {
-        /// The rule's name.
-        rule: String,
+        /// Whose glob: a rule (`file access rule "name"`) or a config key.
+        what: String,
         /// The glob.
         glob: String,
         /// What is wrong.

@@ -3,7 +3,7 @@
 use crate::intent::Intent;
 use crate::AccessError;
 use custos_config::{Access, AccessRuleConfig};
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -55,38 +55,36 @@ pub struct Policy {
     rules: Vec<Rule>,
 }
 
-fn glob(g: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(g).literal_separator(true).build()
-}
-
-fn set<'a>(
-    rule: &str,
+/// Path globs as rules and the `[files]` filters write them: `*` stays within one path
+/// component, `**` crosses them. `what` names their owner in errors.
+pub fn path_globs<'a>(
+    what: &str,
     globs: impl IntoIterator<Item = &'a String>,
 ) -> Result<GlobSet, AccessError> {
+    let bad = |glob: String, problem: String| AccessError::Glob {
+        what: what.to_owned(),
+        glob,
+        problem,
+    };
     let mut b = GlobSetBuilder::new();
     for g in globs {
-        b.add(glob(g).map_err(|e| AccessError::Glob {
-            rule: rule.to_owned(),
-            glob: g.clone(),
-            problem: e.kind().to_string(),
-        })?);
+        let glob = GlobBuilder::new(g).literal_separator(true).build();
+        b.add(glob.map_err(|e| bad(g.clone(), e.kind().to_string()))?);
     }
-    b.build().map_err(|e| AccessError::Glob {
-        rule: rule.to_owned(),
-        glob: String::new(),
-        problem: e.to_string(),
-    })
+    b.build().map_err(|e| bad(String::new(), e.to_string()))
 }
 
 impl Rule {
     /// Compiles one configured rule.
     pub fn compile(c: &AccessRuleConfig) -> Result<Rule, AccessError> {
         let only = !c.allow.is_empty();
+        let what = format!("file access rule {:?}", c.name);
+        let set = |globs| path_globs(&what, globs);
         Ok(Rule {
             name: c.name.clone(),
             patterns: c.paths.clone(),
-            paths: set(&c.name, &c.paths)?,
-            programs: set(&c.name, if only { &c.allow } else { &c.deny })?,
+            paths: set(&c.paths)?,
+            programs: set(if only { &c.allow } else { &c.deny })?,
             only,
             access: c.access,
             audit: c.audit,

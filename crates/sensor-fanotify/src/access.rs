@@ -169,21 +169,6 @@ impl Drop for HeldOpen {
     }
 }
 
-/// The executable of the thread's process, read while it waits.
-pub fn opener_exe(tid: i32) -> Option<std::path::PathBuf> {
-    std::fs::read_link(format!("/proc/{tid}/exe")).ok()
-}
-
-/// The process (thread-group id) of a thread, from `/proc/TID/status`.
-pub fn tgid_of(tid: i32) -> Option<i32> {
-    let s = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// Whether `tid` is one of this process's threads: `tgkill(own pid, tid, 0)` succeeds only
 /// for those (one system call, no `/proc` lookup).
 pub fn is_own_thread(tid: i32) -> bool {

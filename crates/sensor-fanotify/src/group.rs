@@ -55,10 +55,10 @@ struct Images {
     marked: Vec<(PathBuf, String)>,
 }
 
-/// What an ignore mark stops: both permission events for a file whose verdict allows it (a
-/// decision is about the file, not about how it is opened), plain opens only for a file that
-/// is no image.
-const IGNORE_ALL: MaskFlags = MaskFlags::FAN_OPEN_EXEC_PERM.union(MaskFlags::FAN_OPEN_PERM);
+/// Both permission events: what filesystem marks ask for while images are controlled, and what
+/// an ignore mark stops for a file whose verdict allows it (a decision is about the file, not
+/// about how it is opened; a file that is no image is ignored for plain opens only).
+const EXEC_AND_OPEN: MaskFlags = MaskFlags::FAN_OPEN_EXEC_PERM.union(MaskFlags::FAN_OPEN_PERM);
 
 /// Sensor-level counters.
 #[derive(Debug, Default)]
@@ -103,7 +103,7 @@ impl Group {
         // Under the lock: a concurrent switch cannot miss a filesystem marked meanwhile.
         let mut images = self.images();
         let mask = if images.on {
-            IGNORE_ALL
+            EXEC_AND_OPEN
         } else {
             MaskFlags::FAN_OPEN_EXEC_PERM
         };
@@ -153,7 +153,7 @@ impl Group {
                 tracing::warn!(mount = %fs.mount.display(), dev = %fs.dev, "not holding image loads: no longer mounted there");
                 continue;
             }
-            match self.mark_fs(MarkFlags::FAN_MARK_ADD, IGNORE_ALL, &fs.mount) {
+            match self.mark_fs(MarkFlags::FAN_MARK_ADD, EXEC_AND_OPEN, &fs.mount) {
                 Ok(()) => images.remember(&fs.mount, fs.dev.clone()),
                 Err(e) => {
                     tracing::error!(mount = %fs.mount.display(), "cannot hold image loads: {e}")
@@ -205,7 +205,7 @@ impl Group {
         let mask = if opens_only {
             MaskFlags::FAN_OPEN_PERM
         } else {
-            IGNORE_ALL
+            EXEC_AND_OPEN
         };
         self.mark_inode(fd, MarkFlags::FAN_MARK_IGNORED_MASK, mask)
     }
@@ -241,7 +241,7 @@ impl Group {
                 .mark(MarkFlags::FAN_MARK_REMOVE | flags, mask, fd, None::<&Path>)
         };
         // ENOENT: already gone (flushed or evicted).
-        let _ = remove(MarkFlags::FAN_MARK_IGNORED_MASK, IGNORE_ALL);
+        let _ = remove(MarkFlags::FAN_MARK_IGNORED_MASK, EXEC_AND_OPEN);
         let _ = remove(MarkFlags::empty(), MaskFlags::FAN_CLOSE_WRITE);
     }
 

@@ -39,6 +39,12 @@ pub fn process_info(pid: i32) -> ProcessInfo {
     }
 }
 
+/// The process (thread-group id) of thread `tid`, from `/proc/TID/status`.
+pub fn tgid(tid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    field(&s, "Tgid:")?.parse().ok()
+}
+
 /// First whitespace-separated value of a `Name:\tvalue` line of `/proc/PID/status`.
 fn field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
     status
@@ -56,6 +62,20 @@ pub fn parse_uid(status: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_belongs_to_its_process() {
+        let me = std::process::id() as i32;
+        assert_eq!(tgid(me), Some(me));
+        // SAFETY: gettid has no preconditions.
+        let tid =
+            std::thread::spawn(|| (unsafe { libc::gettid() }, tgid(unsafe { libc::gettid() })))
+                .join()
+                .expect("thread");
+        assert_ne!(tid.0, me);
+        assert_eq!(tid.1, Some(me));
+        assert_eq!(tgid(-1), None);
+    }
 
     #[test]
     fn uid_is_the_real_one() {

@@ -12,7 +12,8 @@ use custos_access::{intent, DecisionCache, Intent, Policy, Protected, SelfFiles}
 use custos_config::{Access, Config};
 use custos_control::AccessStatus;
 use custos_event::{AccessEvent, Decision, Mode};
-use custos_sensor_fanotify::access::{is_own_thread, opener_exe, tgid_of};
+use custos_sensor_fanotify::access::is_own_thread;
+use custos_sensor_fanotify::procfs;
 use custos_sensor_fanotify::{AccessGroup, HeldOpen};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -148,7 +149,7 @@ impl FileAccess {
             let _ = held.answer(true);
             return;
         };
-        let exe = opener_exe(tid);
+        let exe = procfs::exe(tid).map(PathBuf::from);
         let writes_only = |&i: &usize| self.policy.rules()[i].access == Access::Write;
         let intent = if entry.rules.iter().any(writes_only) {
             intent::of_thread(tid)
@@ -176,8 +177,7 @@ impl FileAccess {
         } else {
             self.audited.fetch_add(1, Relaxed);
         }
-        let mut actor = actor::of(&self.boot_id, tgid_of(tid).unwrap_or(tid));
-        actor.process.executable = exe.map(|p| p.to_string_lossy().into_owned());
+        let actor = actor::of(&self.boot_id, procfs::tgid(tid).unwrap_or(tid));
         let event = AccessEvent {
             timestamp: custos_event::timestamp(std::time::SystemTime::now()),
             decision: if enforce {

@@ -15,9 +15,7 @@ pub fn of(boot_id: &str, pid: i32) -> Actor {
         process: ProcessRef {
             pid: pid_u,
             entity_id: start.map(|t| custos_process::entity_id(boot_id, t, pid_u)),
-            executable: std::fs::read_link(format!("/proc/{pid}/exe"))
-                .ok()
-                .map(|p| p.to_string_lossy().into_owned()),
+            executable: custos_sensor_fanotify::procfs::exe(pid),
         },
         uid: std::fs::metadata(format!("/proc/{pid}"))
             .ok()

@@ -7,11 +7,12 @@ use super::actor;
 use super::output::Output;
 use super::recent::Recent;
 use anyhow::Context;
+use custos_access::path_globs;
 use custos_config::Config;
 use custos_control::FilesStatus;
 use custos_event::{FileAction, FileEvent, Loss, LossEvent};
 use custos_sensor_fanotify::notify::{Notice, NoticeKind, Notifier};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -49,14 +50,6 @@ struct Filter {
     self_pid: i32,
 }
 
-fn globs(list: &[String]) -> anyhow::Result<GlobSet> {
-    let mut b = GlobSetBuilder::new();
-    for g in list {
-        b.add(GlobBuilder::new(g).literal_separator(true).build()?);
-    }
-    Ok(b.build()?)
-}
-
 impl FileEvents {
     /// Starts the sensor when file events are on (over `cfg.files.watch`, else `exec_mounts`)
     /// or when access rules need to see new files. `None` when neither.
@@ -65,7 +58,7 @@ impl FileEvents {
         exec_mounts: &[PathBuf],
         access: Option<Arc<FileAccess>>,
         output: Arc<Output>,
-        recent: Arc<Recent>,
+        recent: Option<Arc<Recent>>,
     ) -> anyhow::Result<Option<Arc<FileEvents>>> {
         let dirs = access
             .as_ref()
@@ -99,9 +92,9 @@ impl FileEvents {
         }
         let filter = Filter {
             include: (!cfg.files.include.is_empty())
-                .then(|| globs(&cfg.files.include))
+                .then(|| path_globs("files.include", &cfg.files.include))
                 .transpose()?,
-            exclude: globs(&cfg.files.exclude)?,
+            exclude: path_globs("files.exclude", &cfg.files.exclude)?,
             rate: cfg.files.rate,
             self_pid: std::process::id() as i32,
         };
@@ -233,8 +226,8 @@ struct Reader {
     output: Arc<Output>,
     buckets: HashMap<i32, Bucket>,
     actors: HashMap<i32, (Instant, custos_event::Actor)>,
-    /// Processes the process sensor reported, for those gone from `/proc`.
-    recent: Arc<Recent>,
+    /// Processes the process sensor reported, for those gone from `/proc` (with file events).
+    recent: Option<Arc<Recent>>,
     boot_id: String,
 }
 
@@ -249,7 +242,7 @@ impl Reader {
         filter: Filter,
         access: Option<Arc<FileAccess>>,
         output: Arc<Output>,
-        recent: Arc<Recent>,
+        recent: Option<Arc<Recent>>,
     ) -> Reader {
         Reader {
             events,
@@ -356,7 +349,10 @@ impl Reader {
         let mut a = actor::of(&self.boot_id, pid);
         if a.process.executable.is_some() {
             self.actors.insert(pid, (now, a.clone()));
-        } else if let Some(p) = u32::try_from(pid).ok().and_then(|p| self.recent.get(p)) {
+        } else if let Some(p) = (self.recent.as_ref())
+            .zip(u32::try_from(pid).ok())
+            .and_then(|(r, p)| r.get(p))
+        {
             // Gone from /proc (not cached: the pid may come back as another), but the process
             // sensor saw it start.
             a.process = p;

@@ -139,7 +139,11 @@ fn serve(
         Arc::new(move || mode_now.mode()),
     )
     .context("cannot start the file access rules")?;
-    let recent = Arc::new(recent::Recent::default());
+    // Noted by the process sensor only when file events will ask.
+    let recent = cfg
+        .files
+        .events
+        .then(|| Arc::new(recent::Recent::default()));
     let files = files::FileEvents::start(
         &cfg,
         &mounts,

@@ -36,8 +36,9 @@ pub struct Wiring {
     pub unseen: Unseen,
     /// Emit image-load events.
     pub images: bool,
-    /// Where exec, fork and snapshot events are noted for naming processes after they exit.
-    pub recent: Arc<super::recent::Recent>,
+    /// Where exec, fork and snapshot events are noted for naming processes after they exit
+    /// (when file events need it).
+    pub recent: Option<Arc<super::recent::Recent>>,
 }
 
 /// The running telemetry thread's state.
@@ -185,8 +186,13 @@ impl Telemetry {
             w.images,
         );
         let seeded = conv.seed();
+        let note = |v: &serde_json::Value| {
+            if let Some(r) = &w.recent {
+                r.note(v);
+            }
+        };
         for ev in conv.snapshot() {
-            w.recent.note(&ev);
+            note(&ev);
             w.output.emit(ev);
         }
         tracing::info!(seeded, "process table seeded from /proc");
@@ -203,7 +209,7 @@ impl Telemetry {
                     _ => {}
                 }
                 if let Some(v) = conv.borrow_mut().event(&rec) {
-                    w.recent.note(&v);
+                    note(&v);
                     w.output.emit(v);
                 }
             }
