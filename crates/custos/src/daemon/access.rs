@@ -168,6 +168,11 @@ impl FileAccess {
         };
         let enforce = v.deny && (self.mode)() != Mode::Audit;
         let path = held.path();
+        // Read while the opener is still held: a refused process may exit at once.
+        let mut actor = actor::of(&self.boot_id, procfs::tgid(tid).unwrap_or(tid));
+        if actor.process.executable.is_none() {
+            actor.process.executable = exe.as_ref().map(|e| e.to_string_lossy().into_owned());
+        }
         if let Err(e) = held.answer(!enforce) {
             tracing::error!(tid, "cannot answer a file access: {e}");
         }
@@ -177,7 +182,6 @@ impl FileAccess {
         } else {
             self.audited.fetch_add(1, Relaxed);
         }
-        let actor = actor::of(&self.boot_id, procfs::tgid(tid).unwrap_or(tid));
         let event = AccessEvent {
             timestamp: custos_event::timestamp(std::time::SystemTime::now()),
             decision: if enforce {
