@@ -33,6 +33,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_PERCPU_HASH = 5,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 
@@ -64,6 +65,26 @@ struct syscall_exit_ctx {
 	__u64 common;
 	long nr;
 	long ret;
+};
+
+/* UAPI (include/uapi/linux/bpf.h): the context of cgroup sock_addr programs. A fixed ABI
+ * the verifier rewrites, not CO-RE. */
+struct bpf_sock;
+struct __sk_buff;
+struct bpf_sock_addr {
+	__u32 user_family;
+	__u32 user_ip4;     /* network order */
+	__u32 user_ip6[4];
+	__u32 user_port;    /* network order, in the low 16 bits */
+	__u32 family;
+	__u32 type;
+	__u32 protocol;
+	__u32 msg_src_ip4;
+	__u32 msg_src_ip6[4];
+	union {
+		struct bpf_sock *sk;
+		__u64 :64;
+	} __attribute__((aligned(8)));
 };
 
 #pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
@@ -117,6 +138,7 @@ struct path {
 struct file {
 	struct path f_path;
 	struct inode *f_inode;
+	void *private_data; /* a socket's struct socket */
 };
 
 struct linux_binprm {
@@ -147,6 +169,39 @@ struct fs_struct {
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
+	struct file *exe_file;
+};
+
+struct in6_addr {
+	union {
+		u8 u6_addr8[16];
+	} in6_u;
+};
+
+/* Anonymous unions and structs of the real type are matched by field name. */
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	u16 skc_num;
+	unsigned short skc_family;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+	u16 sk_type;
+	u16 sk_protocol;
+};
+
+struct tcp_sock {
+	u64 bytes_received; /* sequence space: a received FIN counts one */
+	u64 bytes_sent;     /* data, retransmissions included */
+};
+
+struct socket {
+	struct sock *sk;
 };
 
 typedef struct { int counter; } atomic_t;

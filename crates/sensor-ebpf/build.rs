@@ -1,4 +1,5 @@
-//! Compiles `bpf/*.bpf.c` with clang into a libbpf skeleton in `OUT_DIR`.
+//! Compiles `bpf/process.bpf.c` and `bpf/net.bpf.c` with clang into libbpf skeletons in
+//! `OUT_DIR`.
 //!
 //! Debian ships `clang-19`, not `clang`: it is the default; `CUSTOS_CLANG` overrides it.
 
@@ -12,6 +13,8 @@ fn main() {
     for f in [
         "process.bpf.c",
         "process.h",
+        "net.bpf.c",
+        "net.h",
         "path.h",
         "calls.h",
         "vmlinux_min.h",
@@ -19,12 +22,14 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
     println!("cargo:rerun-if-env-changed=CUSTOS_CLANG");
-    if let Err(e) = SkeletonBuilder::new()
-        .source(root.join("process.bpf.c"))
-        .clang(&clang)
-        .clang_args([format!("-I{}", root.display())])
-        .build_and_generate(out.join("process.skel.rs"))
-    {
-        panic!("building bpf/process.bpf.c with {clang} failed (install clang-19 and libelf-dev: bash scripts/setup.sh): {e:#}");
+    for name in ["process", "net"] {
+        if let Err(e) = SkeletonBuilder::new()
+            .source(root.join(format!("{name}.bpf.c")))
+            .clang(&clang)
+            .clang_args([format!("-I{}", root.display())])
+            .build_and_generate(out.join(format!("{name}.skel.rs")))
+        {
+            panic!("building bpf/{name}.bpf.c with {clang} failed (install clang-19 and libelf-dev: bash scripts/setup.sh): {e:#}");
+        }
     }
 }

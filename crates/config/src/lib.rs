@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 
 mod events;
 mod files;
+mod net;
 mod reputation;
 pub use events::{OutputConfig, OutputFormat, StoreConfig};
 pub use files::{Access, AccessRuleConfig, FilesConfig};
+pub use net::NetConfig;
 pub use reputation::{HashlookupConfig, ReputationConfig, SourceName, YaraConfig};
 
 /// Where the config is read from when `--config` is not given.
@@ -76,6 +78,8 @@ pub struct Config {
     pub reputation: ReputationConfig,
     /// File events and file access rules.
     pub files: FilesConfig,
+    /// The network sensor and network rules.
+    pub net: NetConfig,
 }
 
 /// `[telemetry]`: event sensors besides the exec verdict loop.
@@ -161,6 +165,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             reputation: ReputationConfig::default(),
             files: FilesConfig::default(),
+            net: NetConfig::default(),
         }
     }
 }
@@ -262,6 +267,7 @@ impl Config {
         self.reputation.validate(&bad)?;
         events::validate(&self.store, &self.output, &bad)?;
         files::validate(&self.files, &bad)?;
+        net::validate(&self.net, &bad)?;
         if let Some(p) = self.exec.watch.iter().find(|p| !p.is_absolute()) {
             return Err(bad(
                 "exec.watch",

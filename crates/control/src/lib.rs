@@ -7,7 +7,7 @@ mod protocol;
 mod server;
 
 pub use protocol::{
-    AccessStatus, Client, ControlError, FilesStatus, InspectReply, Reply, ReputationStatus,
-    Request, SourceAnswer, SourceStatus, StatusReply, TelemetryStatus,
+    AccessStatus, Client, ControlError, FilesStatus, InspectReply, NetStatus, Reply,
+    ReputationStatus, Request, SourceAnswer, SourceStatus, StatusReply, TelemetryStatus,
 };
 pub use server::{bind, serve, Handler};

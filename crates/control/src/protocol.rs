@@ -45,6 +45,18 @@ pub enum Request {
         /// The file (resolved by the caller; the agent resolves it again).
         path: String,
     },
+    /// Add a network rule (after the config's and the stored ones).
+    NetRuleAdd {
+        /// The rule (its program path absolute).
+        rule: custos_network::NewNetRule,
+    },
+    /// All network rules, the config's first, in the order they are matched.
+    NetRuleList {},
+    /// Remove a stored network rule.
+    NetRuleRemove {
+        /// Its id.
+        id: u64,
+    },
 }
 
 /// A reply line.
@@ -127,6 +139,41 @@ pub struct StatusReply {
     /// File events and file access rules.
     #[serde(default)]
     pub files: FilesStatus,
+    /// The network sensor and policy.
+    #[serde(default)]
+    pub net: NetStatus,
+}
+
+/// The network sensor and network policy, in `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetStatus {
+    /// The network sensor runs.
+    pub enabled: bool,
+    /// The cgroup the policy programs are attached to.
+    pub cgroup: Option<String>,
+    /// Parts that could not load: "name: why".
+    pub missing: Vec<String>,
+    /// Connection events emitted.
+    pub events: u64,
+    /// DNS answers read.
+    pub dns_answers: u64,
+    /// DNS answers that did not parse.
+    pub dns_unparsed: u64,
+    /// Records the kernel could not queue (ring buffer full).
+    pub lost: u64,
+    /// Operations denied by rules.
+    pub denied: u64,
+    /// Operations an audit rule (or audit mode) would have denied.
+    pub audited: u64,
+    /// Operations denied by the quarantine.
+    pub quarantined: u64,
+    /// The quarantine is in force now (lockdown and `[net] quarantine`).
+    pub quarantine: bool,
+    /// Programs the quarantine lets through.
+    pub trusted_programs: u64,
+    /// Rules in the kernel table.
+    pub rules: u64,
 }
 
 /// File events (fanotify FID mode) and file access rules, in `status`.
@@ -387,8 +434,49 @@ mod tests {
         assert_eq!(r, Request::Mode { set: None });
         let r: Request = serde_json::from_str(r#"{"cmd":"rule_remove","id":3}"#).expect("parse");
         assert_eq!(r, Request::RuleRemove { id: 3 });
+        let r: Request =
+            serde_json::from_str(r#"{"cmd":"net_rule_remove","id":1000001}"#).expect("parse");
+        assert_eq!(r, Request::NetRuleRemove { id: 1_000_001 });
+        let r: Request = serde_json::from_str(r#"{"cmd":"net_rule_list"}"#).expect("parse");
+        assert_eq!(r, Request::NetRuleList {});
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"mode","set":"bogus"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"reboot"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"status","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn net_rule_add_wire_format() {
+        let r: Request =
+            serde_json::from_str(r#"{"cmd":"net_rule_add","rule":{"action":"deny","audit":true}}"#)
+                .expect("parse");
+        let Request::NetRuleAdd { rule } = &r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(rule.action, custos_network::Action::Deny);
+        assert!(rule.audit && rule.cidr.is_none() && rule.program.is_none());
+        let back: Request =
+            serde_json::from_str(&serde_json::to_string(&r).expect("json")).expect("parse");
+        assert_eq!(back, r);
+        assert!(serde_json::from_str::<Request>(
+            r#"{"cmd":"net_rule_add","rule":{"action":"deny","bogus":1}}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn net_status_reads_partial_documents() {
+        let mut v = serde_json::to_value(NetStatus {
+            enabled: true,
+            cgroup: Some("/sys/fs/cgroup".into()),
+            rules: 3,
+            ..NetStatus::default()
+        })
+        .expect("json");
+        assert_eq!(v["cgroup"], "/sys/fs/cgroup");
+        v["missing"] = serde_json::json!(["accept: no BTF"]);
+        let n: NetStatus = serde_json::from_value(v).expect("parse");
+        assert_eq!((n.enabled, n.rules, n.missing.len()), (true, 3, 1));
+        let n: NetStatus = serde_json::from_str(r#"{"enabled":true}"#).expect("parse");
+        assert!(n.enabled && n.cgroup.is_none() && n.events == 0);
     }
 }

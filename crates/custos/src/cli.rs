@@ -1,7 +1,9 @@
 //! Command-line surface (raw flags only; resolution happens in `commands`).
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use custos_event::Mode;
+use custos_network::{Cidr, Direction, PortRange, Transport};
 use std::path::PathBuf;
 
 const ABOUT: &str = "Linux endpoint agent: holds every program start (fanotify) while it hashes \
@@ -17,6 +19,7 @@ Examples:
   custos run --mode monitor                  run the agent in the foreground
   custos rule add --file ./tool --block      block a program by its SHA-256
   custos rule add --path '/opt/app/**' --allow --comment 'vendor app'
+  custos net rule add --deny --port 25 --transport tcp   no outbound SMTP
   custos fileinfo /usr/bin/ls                what would happen if it ran now
   custos db import-feed bad.txt --name abuse  block what a hash list names
   custos db import-nsrl RDS_modern.db        import the NIST NSRL (known software)
@@ -26,6 +29,32 @@ Examples:
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
     s.parse()
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    s.parse()
+        .map_err(|e: custos_network::NetError| e.to_string())
+}
+
+fn parse_ports(s: &str) -> Result<PortRange, String> {
+    s.parse()
+        .map_err(|e: custos_network::NetError| e.to_string())
+}
+
+fn transport() -> impl TypedValueParser<Value = Transport> {
+    PossibleValuesParser::new(["tcp", "udp", "any"]).map(|s| match s.as_str() {
+        "tcp" => Transport::Tcp,
+        "udp" => Transport::Udp,
+        _ => Transport::Any,
+    })
+}
+
+fn direction() -> impl TypedValueParser<Value = Direction> {
+    PossibleValuesParser::new(["out", "bind", "any"]).map(|s| match s.as_str() {
+        "out" => Direction::Out,
+        "bind" => Direction::Bind,
+        _ => Direction::Any,
+    })
 }
 
 /// custos command line.
@@ -62,6 +91,12 @@ pub enum Cmd {
         /// Rule action.
         #[command(subcommand)]
         cmd: RuleCmd,
+    },
+    /// Network policy: which programs may connect where, and who may bind which ports.
+    Net {
+        /// Network action.
+        #[command(subcommand)]
+        cmd: NetCmd,
     },
     /// Show the running agent's mode, or change it (flushes the decision cache).
     Mode {
@@ -271,6 +306,92 @@ pub struct RuleAdd {
     pub comment: Option<String>,
 }
 
+/// `custos net …`
+#[derive(Debug, Subcommand)]
+pub enum NetCmd {
+    /// Manage network rules (through the agent, or the state dir if it is not running).
+    Rule {
+        /// Rule action.
+        #[command(subcommand)]
+        cmd: NetRuleCmd,
+    },
+}
+
+/// `custos net rule …`
+#[derive(Debug, Subcommand)]
+pub enum NetRuleCmd {
+    /// Add a network rule (the first rule that matches decides).
+    ///
+    /// Rules are matched in order: the config file's `[[net.rule]]` first, then added ones,
+    /// oldest first. Nothing matching: allowed, unless the quarantine is in force (lockdown
+    /// with `[net] quarantine`: then only programs the agent trusts).
+    #[command(after_help = NET_RULE_AFTER)]
+    Add(NetRuleAdd),
+    /// List network rules in the order they are matched (config rules first, marked).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an added network rule by id (config rules are changed in the config file).
+    Remove {
+        /// Rule id (see `custos net rule list`).
+        id: u64,
+    },
+}
+
+const NET_RULE_AFTER: &str = "\
+A rule matches an operation when every criterion given matches; one left out matches
+anything. Added rules are kept in the state dir (net-rules.json).
+
+Examples:
+  custos net rule add --deny --port 25 --transport tcp --comment 'no SMTP'
+  custos net rule add --allow --cidr 10.0.0.0/8 --program /usr/bin/ssh
+  custos net rule add --deny --program /usr/bin/nc           no network for nc
+  custos net rule add --deny --direction bind --port 1-1023 --audit
+  custos net rule add --deny --everything --audit            log what a deny-all would stop";
+
+/// `custos net rule add`
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("net_action").required(true).args(["allow", "deny"])))]
+pub struct NetRuleAdd {
+    /// Allow what the rule matches (later rules are not looked at).
+    #[arg(long)]
+    pub allow: bool,
+    /// Deny what the rule matches: the connect, send or bind fails with EPERM.
+    #[arg(long)]
+    pub deny: bool,
+    /// Only this network: the remote address for outbound, the local one for bind. An
+    /// address (192.0.2.7, ::1) or a CIDR (10.0.0.0/8, 2001:db8::/32).
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub cidr: Option<Cidr>,
+    /// Only this port or inclusive range (443, 8000-8100): the remote port for outbound,
+    /// the local one for bind.
+    #[arg(long, value_name = "PORT|LO-HI", value_parser = parse_ports)]
+    pub port: Option<PortRange>,
+    /// Only this transport.
+    #[arg(long, value_name = "tcp|udp|any", default_value = "any", value_parser = transport())]
+    pub transport: Transport,
+    /// Which operations: out (connect and UDP sends to an address), bind (who may serve on
+    /// an address or port), or any (both).
+    #[arg(long, value_name = "out|bind|any", default_value = "out", value_parser = direction())]
+    pub direction: Direction,
+    /// Only this program: the file at PATH, matched by its identity (device and inode) when
+    /// the rule is applied; a hard link is the same program, a copy is not.
+    #[arg(long, value_name = "PATH")]
+    pub program: Option<PathBuf>,
+    /// Deny nothing: log what the rule would deny (events with `custos.would_deny`).
+    #[arg(long)]
+    pub audit: bool,
+    /// Free text kept with the rule, shown in lists and in events (`rule.name`).
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    /// Accept a --deny rule with no --cidr, --port, --transport or --program: it matches every
+    /// connection (or bind) of every program.
+    #[arg(long, conflicts_with = "allow")]
+    pub everything: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +452,77 @@ mod tests {
         ));
         assert!(Cli::try_parse_from(["custos", "events", "--outcome", "maybe"]).is_err());
         assert!(Cli::try_parse_from(["custos", "events", "--json", "--format", "ecs"]).is_err());
+    }
+
+    /// `custos net rule add ARGS`, parsed.
+    fn net_add(args: &str) -> Result<NetRuleAdd, clap::Error> {
+        let argv = "custos net rule add"
+            .split(' ')
+            .chain(args.split_whitespace());
+        match Cli::try_parse_from(argv)?.cmd {
+            Cmd::Net {
+                cmd: NetCmd::Rule {
+                    cmd: NetRuleCmd::Add(a),
+                },
+            } => Ok(a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn net_rule_add_flags() {
+        let a = net_add(
+            "--deny --cidr 10.0.0.0/8 --port 8000-8100 --transport udp --direction any \
+             --program /usr/bin/nc --audit --comment x",
+        )
+        .expect("parse");
+        assert!(a.deny && !a.allow && a.audit && !a.everything);
+        assert_eq!(a.cidr.map(|c| c.prefix), Some(8));
+        assert_eq!(a.port.map(|p| (p.lo, p.hi)), Some((8000, 8100)));
+        assert_eq!((a.transport, a.direction), (Transport::Udp, Direction::Any));
+        assert_eq!(a.program, Some(PathBuf::from("/usr/bin/nc")));
+        assert_eq!(a.comment.as_deref(), Some("x"));
+
+        let a = net_add("--allow").expect("parse");
+        assert_eq!((a.transport, a.direction), (Transport::Any, Direction::Out));
+        assert!(a.cidr.is_none() && a.port.is_none() && a.program.is_none());
+        assert!(net_add("--deny --everything").is_ok_and(|a| a.everything));
+
+        for bad in [
+            "",
+            "--allow --deny",
+            "--deny --cidr 10.0.0.0/33",
+            "--deny --port 90-80",
+            "--deny --port http",
+            "--deny --transport icmp",
+            "--deny --direction in",
+            "--allow --everything",
+        ] {
+            assert!(net_add(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn net_rule_list_and_remove() {
+        let c = Cli::try_parse_from("custos net rule list --json".split(' ')).expect("parse");
+        assert!(matches!(
+            c.cmd,
+            Cmd::Net {
+                cmd: NetCmd::Rule {
+                    cmd: NetRuleCmd::List { json: true }
+                }
+            }
+        ));
+        let c = Cli::try_parse_from("custos net rule remove 1000002".split(' ')).expect("parse");
+        assert!(matches!(
+            c.cmd,
+            Cmd::Net {
+                cmd: NetCmd::Rule {
+                    cmd: NetRuleCmd::Remove { id: 1_000_002 }
+                }
+            }
+        ));
+        assert!(Cli::try_parse_from("custos net rule remove x".split(' ')).is_err());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Resolves the command line into actions: the agent, or requests to it.
 
-use crate::cli::{Cli, Cmd, RuleAdd, RuleCmd};
+use crate::cli::{Cli, Cmd, NetCmd, NetRuleAdd, NetRuleCmd, RuleAdd, RuleCmd};
 use crate::daemon;
 use anyhow::{bail, Context};
 use custos_config::Config;
-use custos_control::{Client, ControlError, Request, StatusReply};
+use custos_control::{Client, ControlError, NetStatus, Request, StatusReply};
 use custos_event::Mode;
+use custos_network::{Direction, NetRule, NetRuleStore, NewNetRule, Transport, CONFIG_ID_BASE};
 use custos_verdict::{sha256_hex, NewRule, Policy, Rule, RuleStore, Target};
 
 /// Runs one command.
@@ -21,6 +22,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Status { json } => status(&cfg, json),
         Cmd::Rule { cmd } => rule(&cfg, cmd),
+        Cmd::Net {
+            cmd: NetCmd::Rule { cmd },
+        } => net_rule(&cfg, cmd),
         Cmd::Mode { mode } => set_mode(&cfg, mode),
         Cmd::Fileinfo { path, json } => crate::fileinfo::fileinfo(&cfg, &path, json),
         Cmd::Db { cmd } => crate::db::db(&cfg, cmd),
@@ -148,6 +152,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<()> {
         }
     }
     print_files(&s.files);
+    print_net(&s.net);
     Ok(())
 }
 
@@ -173,11 +178,38 @@ fn print_files(f: &custos_control::FilesStatus) {
     }
 }
 
-/// Sends a rule request to the agent; if it is not running, applies `offline` to the state dir.
+fn print_net(n: &NetStatus) {
+    match (&n.cgroup, n.enabled) {
+        (_, false) => println!("network:            off"),
+        (Some(cg), true) => println!("network:            on, policy on cgroup {cg}"),
+        (None, true) => println!("network:            on, no policy (not attached)"),
+    }
+    for m in &n.missing {
+        println!("  missing:          {m}");
+    }
+    if !n.enabled {
+        return;
+    }
+    println!(
+        "  {} connection events, {} DNS answers ({} unparsed), {} records lost",
+        n.events, n.dns_answers, n.dns_unparsed, n.lost
+    );
+    println!(
+        "  {} rules in the kernel; {} denied, {} audited (would deny)",
+        n.rules, n.denied, n.audited
+    );
+    let state = if n.quarantine { "on" } else { "off" };
+    println!(
+        "  quarantine:       {state} ({} denied, {} trusted programs)",
+        n.quarantined, n.trusted_programs
+    );
+}
+
+/// Sends a rule request to the agent; if it is not running, runs `offline` (on the state dir).
 fn with_agent_or_store<T: serde::de::DeserializeOwned>(
     cfg: &Config,
     req: Request,
-    offline: impl FnOnce(&RuleStore) -> anyhow::Result<T>,
+    offline: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     match Client::connect(&cfg.socket) {
         Ok(mut c) => Ok(c.call_as(&req)?),
@@ -187,7 +219,7 @@ fn with_agent_or_store<T: serde::de::DeserializeOwned>(
                 path.display(),
                 cfg.state_dir.display()
             );
-            offline(&RuleStore::new(&cfg.state_dir))
+            offline()
         }
         Err(e) => Err(e.into()),
     }
@@ -197,14 +229,15 @@ fn rule(cfg: &Config, cmd: RuleCmd) -> anyhow::Result<()> {
     match cmd {
         RuleCmd::Add(a) => {
             let rule = new_rule(cfg, a)?;
-            let r: Rule = with_agent_or_store(cfg, Request::RuleAdd { rule: rule.clone() }, |s| {
-                Ok(s.add(rule)?.0)
-            })?;
+            let r: Rule =
+                with_agent_or_store(cfg, Request::RuleAdd { rule: rule.clone() }, || {
+                    Ok(RuleStore::new(&cfg.state_dir).add(rule)?.0)
+                })?;
             println!("added rule {}: {:?} {}", r.id, r.policy, r.target);
         }
         RuleCmd::List { json } => {
-            let rules: Vec<Rule> = with_agent_or_store(cfg, Request::RuleList {}, |s| {
-                Ok(s.load()?.rules().to_vec())
+            let rules: Vec<Rule> = with_agent_or_store(cfg, Request::RuleList {}, || {
+                Ok(RuleStore::new(&cfg.state_dir).load()?.rules().to_vec())
             })?;
             if json {
                 return print_json(&rules);
@@ -233,8 +266,9 @@ fn rule(cfg: &Config, cmd: RuleCmd) -> anyhow::Result<()> {
             }
         }
         RuleCmd::Remove { id } => {
-            let r: Rule =
-                with_agent_or_store(cfg, Request::RuleRemove { id }, |s| Ok(s.remove(id)?.0))?;
+            let r: Rule = with_agent_or_store(cfg, Request::RuleRemove { id }, || {
+                Ok(RuleStore::new(&cfg.state_dir).remove(id)?.0)
+            })?;
             println!("removed rule {}: {:?} {}", r.id, r.policy, r.target);
         }
     }
@@ -287,6 +321,109 @@ fn new_rule(cfg: &Config, a: RuleAdd) -> anyhow::Result<NewRule> {
     .validated()?)
 }
 
+fn net_rule(cfg: &Config, cmd: NetRuleCmd) -> anyhow::Result<()> {
+    let store = || NetRuleStore::new(&cfg.state_dir);
+    match cmd {
+        NetRuleCmd::Add(a) => {
+            let rule = new_net_rule(a)?;
+            let req = Request::NetRuleAdd { rule: rule.clone() };
+            let r: NetRule = with_agent_or_store(cfg, req, || Ok(store().add(rule)?))?;
+            println!("added network rule {}: {}", r.id, r.rule);
+        }
+        NetRuleCmd::List { json } => {
+            // Offline: what the agent would apply, the config's rules first.
+            let rules: Vec<NetRule> = with_agent_or_store(cfg, Request::NetRuleList {}, || {
+                Ok(cfg.net.rules().into_iter().chain(store().load()?).collect())
+            })?;
+            if json {
+                return print_json(&rules);
+            }
+            println!(
+                "{:<17} {:<6} {:<5} {:<50} COMMENT",
+                "ID", "ACTION", "AUDIT", "MATCHES"
+            );
+            for r in &rules {
+                println!("{}", net_rule_row(r));
+            }
+        }
+        NetRuleCmd::Remove { id } => {
+            if id >= CONFIG_ID_BASE {
+                bail!("network rule {id} comes from the config file; change it there");
+            }
+            let req = Request::NetRuleRemove { id };
+            let r: NetRule = with_agent_or_store(cfg, req, || Ok(store().remove(id)?))?;
+            println!("removed network rule {}: {}", r.id, r.rule);
+        }
+    }
+    Ok(())
+}
+
+/// One line of `custos net rule list`.
+fn net_rule_row(r: &NetRule) -> String {
+    let id = if r.id >= CONFIG_ID_BASE {
+        format!("{} (config)", r.id)
+    } else {
+        r.id.to_string()
+    };
+    let rule = &r.rule;
+    let action = match rule.action {
+        custos_network::Action::Allow => "allow",
+        custos_network::Action::Deny => "deny",
+    };
+    let audit = if rule.audit { "yes" } else { "no" };
+    // The summary without the action and audit it starts and ends with (their own columns).
+    let summary = rule.to_string();
+    let summary = summary.strip_prefix(action).unwrap_or(&summary);
+    let summary = summary.strip_suffix(" (audit)").unwrap_or(summary).trim();
+    let comment = rule.comment.as_deref().unwrap_or("");
+    let line = format!("{id:<17} {action:<6} {audit:<5} {summary:<50} {comment}");
+    line.trim_end().to_owned()
+}
+
+/// The rule the flags say, its program resolved to an absolute path that exists.
+fn new_net_rule(a: NetRuleAdd) -> anyhow::Result<NewNetRule> {
+    let program = match a.program {
+        None => None,
+        Some(p) => {
+            let real = std::fs::canonicalize(&p)
+                .with_context(|| format!("cannot resolve program {}", p.display()))?;
+            if !real.is_file() {
+                bail!("program {} is not a file", p.display());
+            }
+            Some(real)
+        }
+    };
+    let criteria =
+        a.cidr.is_some() || a.port.is_some() || program.is_some() || a.transport != Transport::Any;
+    if a.deny && !criteria && !a.everything {
+        let what = match a.direction {
+            Direction::Out => "every connection and send",
+            Direction::Bind => "every bind",
+            Direction::Any => "every connection, send and bind",
+        };
+        bail!(
+            "a --deny rule with no --cidr, --port, --transport or --program matches {what} of \
+             every program; add --everything if that is meant"
+        );
+    }
+    let rule = NewNetRule {
+        action: if a.allow {
+            custos_network::Action::Allow
+        } else {
+            custos_network::Action::Deny
+        },
+        cidr: a.cidr,
+        ports: a.port,
+        transport: a.transport,
+        direction: a.direction,
+        program,
+        audit: a.audit,
+        comment: a.comment,
+    };
+    rule.validate()?;
+    Ok(rule)
+}
+
 fn set_mode(cfg: &Config, mode: Option<Mode>) -> anyhow::Result<()> {
     let v = connect(cfg)?.call(&Request::Mode { set: mode })?;
     match (mode, v["previous"].as_str()) {
@@ -294,4 +431,69 @@ fn set_mode(cfg: &Config, mode: Option<Mode>) -> anyhow::Result<()> {
         _ => println!("{}", v["mode"].as_str().unwrap_or("?")),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn add(args: &str) -> anyhow::Result<NewNetRule> {
+        let argv = "custos net rule add"
+            .split(' ')
+            .chain(args.split_whitespace());
+        match Cli::try_parse_from(argv)?.cmd {
+            Cmd::Net {
+                cmd: NetCmd::Rule {
+                    cmd: NetRuleCmd::Add(a),
+                },
+            } => new_net_rule(a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_deny_with_no_criterion_needs_everything() {
+        let e = add("--deny --direction bind").unwrap_err().to_string();
+        assert!(
+            e.contains("every bind") && e.contains("--everything"),
+            "{e}"
+        );
+        assert!(add("--deny --everything").is_ok());
+        assert!(add("--allow").is_ok());
+        assert!(add("--deny --transport udp").is_ok());
+        assert!(add("--deny --port 25").is_ok());
+    }
+
+    #[test]
+    fn the_program_is_resolved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = dir.path().join("tool");
+        std::fs::write(&exe, b"x").expect("write");
+        let odd = format!("{}/./tool", dir.path().display());
+        let r = add(&format!("--deny --program {odd}")).expect("rule");
+        let real = std::fs::canonicalize(&exe).expect("canonical");
+        assert_eq!(r.program.as_deref(), Some(real.as_path()));
+        let missing = dir.path().join("gone");
+        let e = add(&format!("--deny --program {}", missing.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&missing.display().to_string()), "{e}");
+        let e = add(&format!("--deny --program {}", dir.path().display()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a file"), "{e}");
+    }
+
+    #[test]
+    fn list_rows_mark_config_rules() {
+        let rule = add("--deny --port 25 --audit --comment smtp").expect("rule");
+        let row = net_rule_row(&NetRule {
+            id: CONFIG_ID_BASE + 1,
+            rule,
+        });
+        assert!(row.starts_with("1000001 (config)"), "{row}");
+        assert!(row.contains(" deny ") && row.contains(" yes "), "{row}");
+        assert!(row.ends_with("smtp") && !row.contains("(audit)"), "{row}");
+    }
 }

@@ -8,6 +8,7 @@
 mod activity;
 mod exec;
 mod file;
+mod net;
 mod ocsf;
 mod process;
 mod santa;
@@ -15,6 +16,7 @@ mod santa;
 pub use activity::{ImageEvent, InjectEvent, Loss, LossEvent, ProcessRef};
 pub use exec::{Access, Decision, ExecEvent, Mode, Reason, SourceRef};
 pub use file::{AccessEvent, Actor, FileAction, FileEvent};
+pub use net::{DnsEvent, Endpoint, NetAction, NetPolicy, NetTransport, NetworkEvent};
 /// OCSF 1.7.0 from an ECS document: the second output format, for OCSF-native tools.
 pub use ocsf::{to_ocsf, OCSF_VERSION};
 pub use process::{ProcessAction, ProcessEvent};

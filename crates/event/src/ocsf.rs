@@ -2,12 +2,11 @@
 //! Tenzir) rather than ECS.
 //!
 //! Classes used: Process Activity (1007), File System Activity (1001), Module Activity (1005),
-//! Network Activity (4001), and Base Event (0) for everything else, with the original document
-//! under `unmapped` so nothing is lost. On the mapped classes `unmapped` holds every `custos.*`
+//! Network Activity (4001), DNS Activity (4003), and Base Event (0) for everything else, with the
+//! original document under `unmapped` so nothing is lost. On the mapped classes `unmapped` holds every `custos.*`
 //! field (without the prefix) and every ECS leaf that has no OCSF home, by its dotted ECS name.
 
 use serde_json::{json, Map, Value};
-use std::net::IpAddr;
 use std::time::UNIX_EPOCH;
 
 /// The OCSF schema version of the output (`metadata.version`).
@@ -19,7 +18,6 @@ struct Class(u32, &'static str, u32, &'static str);
 const PROCESS: Class = Class(1007, "Process Activity", 1, "System Activity");
 const FILE: Class = Class(1001, "File System Activity", 1, "System Activity");
 const MODULE: Class = Class(1005, "Module Activity", 1, "System Activity");
-const NETWORK: Class = Class(4001, "Network Activity", 4, "Network Activity");
 const BASE: Class = Class(0, "Base Event", 0, "Uncategorized");
 
 /// A class, an activity and the class-specific attributes; the rest is common.
@@ -28,6 +26,8 @@ struct Mapped {
     activity_id: u32,
     activity_name: String,
     attrs: Map<String, Value>,
+    /// ECS leaves this class's attributes carry besides [`MAPPED_ECS`] (space-separated).
+    also_mapped: &'static str,
 }
 
 impl Mapped {
@@ -37,6 +37,7 @@ impl Mapped {
             activity_id,
             activity_name: activity_name.to_owned(),
             attrs: Map::new(),
+            also_mapped: "",
         }
     }
 
@@ -51,8 +52,7 @@ impl Mapped {
 /// ECS leaves an OCSF attribute carries; every other leaf is kept under `unmapped`.
 const MAPPED_ECS: &str = "@timestamp event.kind event.category event.type event.action \
     event.module event.outcome event.reason event.id host.name host.id user.id user.name \
-    dll.path dll.name dll.hash.sha256 file.path file.name file.size file.type file.hash.sha256 \
-    source.ip source.port destination.ip destination.port network.transport network.direction";
+    dll.path dll.name dll.hash.sha256 file.path file.name file.size file.type file.hash.sha256";
 
 /// ECS leaves of a `process` object (also under `target.process`) that `process()` maps.
 const MAPPED_PROCESS: &str = "pid entity_id executable name command_line args_count \
@@ -69,7 +69,8 @@ pub fn to_ocsf(ecs: &Value) -> Value {
         "custos.image" => Some(module_load(ecs)),
         "custos.injection" => Some(injection(ecs)),
         "custos.file" => Some(file_activity(ecs, action)),
-        "custos.network" => Some(network_activity(ecs, action)),
+        "custos.network" if action == "dns_answer" => Some(net::dns_activity(ecs)),
+        "custos.network" => Some(net::network_activity(ecs, action)),
         _ => None,
     };
     let base = mapped.is_none();
@@ -104,7 +105,11 @@ pub fn to_ocsf(ecs: &Value) -> Value {
     }
     out["metadata"] = metadata(ecs, &profiles);
     out["device"] = device(ecs);
-    let unmapped = if base { ecs.clone() } else { unmapped(ecs) };
+    let unmapped = if base {
+        ecs.clone()
+    } else {
+        unmapped(ecs, m.also_mapped)
+    };
     if let Some(o) = out.as_object_mut() {
         o.append(&mut m.attrs);
         if unmapped.as_object().is_some_and(|u| !u.is_empty()) {
@@ -292,17 +297,6 @@ const FILE_ACTIONS: &[(&str, u32, &str)] = &[
     ("open", 14, "Open"),
 ];
 
-/// ECS `event.action` values → Network Activity activity (a deny is always Refuse).
-#[rustfmt::skip]
-const NETWORK_ACTIONS: &[(&str, u32, &str)] = &[
-    ("connect connection_attempted connection_started open", 1, "Open"),
-    ("accept accepted connection_accepted", 1, "Open"),
-    ("close closed disconnect disconnected connection_closed", 2, "Close"),
-    ("deny denied refused", 5, "Refuse"),
-    ("traffic flow network_flow send receive", 6, "Traffic"),
-    ("listen", 7, "Listen"),
-];
-
 fn lookup<'a>(table: &[(&str, u32, &'a str)], action: &str) -> Option<(u32, &'a str)> {
     let hit = table
         .iter()
@@ -344,63 +338,6 @@ fn file_activity(ecs: &Value, action: &str) -> Mapped {
         m.set("file", f(path));
     }
     m
-}
-
-fn network_activity(ecs: &Value, action: &str) -> Mapped {
-    let action = if text(ecs, "custos.decision") == Some("deny") {
-        "deny"
-    } else {
-        action
-    };
-    let (id, name) = lookup(NETWORK_ACTIONS, action).unwrap_or((99, action));
-    let mut m = Mapped::new(NETWORK, id, name);
-    m.set("src_endpoint", endpoint(ecs, "source"));
-    m.set("dst_endpoint", endpoint(ecs, "destination"));
-    m.set("connection_info", connection_info(ecs));
-    if let Some(p) = ecs.get("process") {
-        m.set("actor", json!({ "process": process(p, ecs.get("user")) }));
-    }
-    m
-}
-
-fn endpoint(ecs: &Value, side: &str) -> Value {
-    let mut e = json!({});
-    for key in ["ip", "port"] {
-        if let Some(v) = get(ecs, &format!("{side}.{key}")) {
-            e[key] = v.clone();
-        }
-    }
-    e
-}
-
-fn connection_info(ecs: &Value) -> Value {
-    let (direction_id, direction) = match text(ecs, "network.direction") {
-        Some("inbound" | "ingress") => (1, "Inbound"),
-        Some("outbound" | "egress") => (2, "Outbound"),
-        Some("internal") => (3, "Lateral"),
-        _ => (0, "Unknown"),
-    };
-    let mut c = json!({ "direction_id": direction_id, "direction": direction });
-    if let Some(t) = text(ecs, "network.transport").map(str::to_ascii_lowercase) {
-        let num = match t.as_str() {
-            "icmp" => Some(1),
-            "tcp" => Some(6),
-            "udp" => Some(17),
-            "ipv6-icmp" | "icmpv6" => Some(58),
-            _ => None,
-        };
-        if let Some(n) = num {
-            c["protocol_num"] = json!(n);
-        }
-        c["protocol_name"] = json!(t);
-    }
-    let ip = text(ecs, "destination.ip").or_else(|| text(ecs, "source.ip"));
-    match ip.and_then(|s| s.parse::<IpAddr>().ok()) {
-        Some(IpAddr::V4(_)) => c["protocol_ver_id"] = json!(4),
-        Some(IpAddr::V6(_)) => c["protocol_ver_id"] = json!(6),
-        None => {}
-    }
-    c
 }
 
 fn base_event(ecs: &Value, action: &str) -> Mapped {
@@ -474,8 +411,9 @@ fn file(path: Option<&str>, sha256: Option<&str>, size: Option<u64>, type_id: u8
     Some(f)
 }
 
-/// `custos.*` as is (without the prefix), plus every ECS leaf no OCSF attribute carries.
-fn unmapped(ecs: &Value) -> Value {
+/// `custos.*` as is (without the prefix), plus every ECS leaf no OCSF attribute carries
+/// (neither in [`MAPPED_ECS`] nor in `also`).
+fn unmapped(ecs: &Value, also: &str) -> Value {
     let mut out = Map::new();
     if let Some(c) = ecs.get("custos").and_then(Value::as_object) {
         out.extend(c.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -490,7 +428,10 @@ fn unmapped(ecs: &Value) -> Value {
         let proc_field = k
             .strip_prefix("process.")
             .or_else(|| k.strip_prefix("target.process."));
-        let mapped = MAPPED_ECS.split_whitespace().any(|m| m == k)
+        let mapped = MAPPED_ECS
+            .split_whitespace()
+            .chain(also.split_whitespace())
+            .any(|m| m == k)
             || proc_field.is_some_and(|f| MAPPED_PROCESS.split_whitespace().any(|m| m == f));
         if !mapped {
             out.insert(k, v);
@@ -536,6 +477,9 @@ fn epoch_ms(ts: &str) -> Option<i64> {
         .ok()?;
     i64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()
 }
+
+#[path = "ocsf_net.rs"]
+mod net;
 
 #[cfg(test)]
 #[path = "ocsf_tests.rs"]

@@ -12,7 +12,8 @@
 //! is `custos.original_path` and the new one `file.path`). Image-load decisions
 //! (`action: load`) have no santad line (Santa does not judge libraries), and neither do file
 //! creations, attribute changes or access decisions: santad has no such lines, so none is
-//! written.
+//! written. Network events and DNS answers (`custos.network`) have none either: santad logs no
+//! network flows.
 
 use serde_json::Value;
 

@@ -11,6 +11,7 @@
 
 mod controls;
 mod hold;
+pub mod net;
 mod record;
 
 pub use controls::{kernel_dev, Controls, HoldScope};
@@ -81,6 +82,23 @@ pub enum EbpfError {
     /// Polling the ring buffer failed.
     #[error("polling the process sensor's ring buffer failed")]
     Poll(#[source] libbpf_rs::Error),
+    /// More network rules than the kernel table holds.
+    #[error("{count} network rules; the kernel table holds {max}")]
+    TooManyRules {
+        /// Rules given.
+        count: usize,
+        /// The table size.
+        max: usize,
+    },
+    /// The cgroup to attach the network policy to cannot be opened.
+    #[error("cannot open cgroup {path}")]
+    Cgroup {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Updating a control map failed.
     #[error("cannot update the {map} map")]
     Map {
@@ -92,7 +110,7 @@ pub enum EbpfError {
     },
 }
 
-fn load_err(step: &'static str) -> impl FnOnce(libbpf_rs::Error) -> EbpfError {
+pub(crate) fn load_err(step: &'static str) -> impl FnOnce(libbpf_rs::Error) -> EbpfError {
     move |source| EbpfError::Load { step, source }
 }
 
@@ -150,7 +168,7 @@ pub struct Missing {
     pub why: String,
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {
@@ -163,10 +181,10 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// The memory a skeleton borrows for its whole life: a heap allocation owned through a raw
 /// pointer (moving this struct never asserts uniqueness over the borrowed memory, as moving a
 /// `Box` would), freed on drop, which must come after the skeleton's.
-struct Storage(*mut MaybeUninit<libbpf_rs::OpenObject>);
+pub(crate) struct Storage(pub(crate) *mut MaybeUninit<libbpf_rs::OpenObject>);
 
 impl Storage {
-    fn new() -> Storage {
+    pub(crate) fn new() -> Storage {
         Storage(Box::into_raw(Box::new(MaybeUninit::uninit())))
     }
 }
@@ -353,19 +371,24 @@ impl Reader<'_> {
     /// wakes the reader for urgent records (held execs) or a filling buffer, so everything
     /// else is read when the wait ends: poll often (every 20 ms or so).
     pub fn poll(&self, timeout: Duration) -> Result<(), EbpfError> {
-        match self.rb.poll(timeout) {
-            Ok(()) => {}
-            // A signal during epoll_wait is not a failure.
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
-            Err(e) => return Err(EbpfError::Poll(e)),
-        }
-        self.rb.consume().map_err(EbpfError::Poll)
+        poll_ring(&self.rb, timeout)
     }
+}
+
+/// Waits up to `timeout` on a ring buffer, then consumes everything in it.
+pub(crate) fn poll_ring(rb: &RingBuffer<'_>, timeout: Duration) -> Result<(), EbpfError> {
+    match rb.poll(timeout) {
+        Ok(()) => {}
+        // A signal during epoll_wait is not a failure.
+        Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
+        Err(e) => return Err(EbpfError::Poll(e)),
+    }
+    rb.consume().map_err(EbpfError::Poll)
 }
 
 /// libbpf attaches syscall tracepoints through tracefs; systems that do not mount it get it
 /// mounted here (failure shows up as an attach error naming the missing part).
-fn ensure_tracefs() {
+pub(crate) fn ensure_tracefs() {
     let dir = std::path::Path::new("/sys/kernel/tracing");
     if dir.join("events").exists()
         || std::path::Path::new("/sys/kernel/debug/tracing/events").exists()

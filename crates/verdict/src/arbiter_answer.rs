@@ -196,6 +196,15 @@ impl<H: Held> Inner<H> {
         if v.decision == Decision::Allow && !marked && held.access() == Access::Exec {
             self.note_exec_allowed(key, held.pid());
         }
+        if held.access() == Access::Exec {
+            let trusted = v.decision == Decision::Allow
+                && !v.would_deny
+                && matches!(
+                    v.reason,
+                    Reason::BinaryRule | Reason::PathRule | Reason::KnownGood
+                );
+            self.sink.judged(&key, trusted);
+        }
         self.count(&v, held.access());
         self.answer_raw(held, v.decision);
         if let Some(ev) = ev {

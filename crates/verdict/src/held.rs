@@ -86,6 +86,11 @@ pub trait Marks: Send + Sync {
 pub trait Sink: Send + Sync {
     /// Takes one event.
     fn emit(&self, event: ExecEvent);
+
+    /// Told of every exec verdict before the kernel hears it: whether the program file `key`
+    /// is trusted (allowed by a rule or a trusted source, not by a mode's default), so a
+    /// policy that follows trust (network quarantine) is in force before the program runs.
+    fn judged(&self, _key: &FileKey, _trusted: bool) {}
 }
 
 /// Reads with `pread` from its own offset, so sharing the open file with the held event (and

@@ -4,6 +4,7 @@ use super::guard;
 use super::output::Output;
 use custos_config::Config;
 use custos_control::{FilesStatus, Handler, Reply, ReputationStatus, Request, StatusReply};
+use custos_event::{Decision, Mode};
 use custos_sensor_fanotify::{follow, Group, WatchedFs};
 use custos_verdict::{Arbiter, RuleSet, RuleStore};
 use std::path::PathBuf;
@@ -30,9 +31,23 @@ pub struct Daemon {
     pub files: Option<Arc<super::files::FileEvents>>,
     /// File access rules, when any are in force.
     pub access: Option<Arc<super::access::FileAccess>>,
+    /// The network sensor and policy, when on.
+    pub net: Option<Arc<super::net::Network>>,
 }
 
+const NET_OFF: &str = "the network sensor is off ([net] enabled = false)";
+
 impl Daemon {
+    /// Whether the verdict engine trusts the program at a path now, for the quarantine's view
+    /// of processes that were running before it was in force.
+    pub fn running_judge(&self) -> impl Fn(&str) -> bool + Send + 'static {
+        let arbiter = self.arbiter.clone();
+        move |path| {
+            super::sources::inspect(&arbiter.sources(), &arbiter.rules(), Mode::Lockdown, path)
+                .is_ok_and(|r| r.now.decision == Decision::Allow)
+        }
+    }
+
     fn watched_now(&self) -> Vec<WatchedFs> {
         self.watched
             .lock()
@@ -90,6 +105,7 @@ impl Daemon {
             },
             events_by_kind: self.output.by_kind(),
             store: self.output.store(),
+            net: self.net.as_ref().map(|n| n.status()).unwrap_or_default(),
             files: FilesStatus {
                 access: self.access.as_ref().map(|a| a.status()),
                 ..self.files.as_ref().map(|f| f.status()).unwrap_or_default()
@@ -159,6 +175,12 @@ impl Handler for Daemon {
                         .set_images(super::controls_images(&self.cfg, m), &list);
                 }
                 self.telemetry.set_mode(m);
+                if let Some(n) = &self.net {
+                    if let Err(e) = n.set_mode(m) {
+                        tracing::error!("{e:#}");
+                    }
+                    n.trust_running_if_quarantined(m, self.running_judge());
+                }
                 tracing::info!(from = %old, to = %m, "mode changed");
                 Reply::ok(serde_json::json!({ "mode": m, "previous": old }))
             }
@@ -173,6 +195,30 @@ impl Handler for Daemon {
                     )),
                 }
             }
+            Request::NetRuleList {} => match &self.net {
+                Some(n) => Reply::ok(n.rules()),
+                None => Reply::err(NET_OFF),
+            },
+            Request::NetRuleAdd { rule } => match &self.net {
+                Some(n) => match n.add(rule) {
+                    Ok(r) => {
+                        tracing::info!(id = r.id, rule = %custos_network::rules::describe(&r.rule), "network rule added");
+                        Reply::ok(r)
+                    }
+                    Err(e) => Reply::err(e),
+                },
+                None => Reply::err(NET_OFF),
+            },
+            Request::NetRuleRemove { id } => match &self.net {
+                Some(n) => match n.remove(id) {
+                    Ok(r) => {
+                        tracing::info!(id, "network rule removed");
+                        Reply::ok(r)
+                    }
+                    Err(e) => Reply::err(e),
+                },
+                None => Reply::err(NET_OFF),
+            },
             Request::Inspect { path } => {
                 let rules = self.arbiter.rules();
                 let sources = self.arbiter.sources();

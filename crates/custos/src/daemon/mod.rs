@@ -7,6 +7,8 @@ mod files;
 mod guard;
 mod guardian;
 mod handler;
+mod net;
+mod net_events;
 mod output;
 mod recent;
 mod records;
@@ -83,6 +85,11 @@ fn serve(
     ));
     let loaded = sources::load_all(&registry, &cfg);
     let output = output::Output::open(&cfg)?;
+    // Noted by the process sensor only when file or network events will ask.
+    let recent = (cfg.files.events || cfg.net.enabled).then(|| Arc::new(recent::Recent::default()));
+    // Before the arbiter: exec verdicts tell the quarantine what is trusted from the first.
+    let net = net::Network::start(&cfg, mode, output.clone(), recent.clone())
+        .context("cannot start the network sensor")?;
     let group = Group::new()?;
     // Before the first mark, so every filesystem gets the mask the mode asks for.
     group.set_images(controls_images(&cfg, mode), &[]);
@@ -111,7 +118,10 @@ fn serve(
         },
         mode,
         rules,
-        output.clone(),
+        Arc::new(net::Verdicts {
+            output: output.clone(),
+            net: net.clone(),
+        }),
         Arc::new(unseen::Invalidate {
             group: group.clone(),
             controls: controls.clone(),
@@ -139,11 +149,6 @@ fn serve(
         Arc::new(move || mode_now.mode()),
     )
     .context("cannot start the file access rules")?;
-    // Noted by the process sensor only when file events will ask.
-    let recent = cfg
-        .files
-        .events
-        .then(|| Arc::new(recent::Recent::default()));
     let files = files::FileEvents::start(
         &cfg,
         &mounts,
@@ -182,7 +187,11 @@ fn serve(
         sources: registry,
         files: files.clone(),
         access: access.clone(),
+        net: net.clone(),
     });
+    if let Some(n) = &net {
+        n.trust_running_if_quarantined(mode, daemon.running_judge());
+    }
     custos_control::serve(listener, daemon.clone()).context("cannot serve control socket")?;
     if discovering {
         let files = files.clone();
@@ -211,6 +220,9 @@ fn serve(
     }
     if let Some(a) = &access {
         a.stop();
+    }
+    if let Some(n) = &net {
+        n.stop();
     }
     sources_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     loaded.save(&daemon.cfg);

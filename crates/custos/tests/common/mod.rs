@@ -86,6 +86,12 @@ impl Sandbox {
         } else {
             top.replace("[files]\n", "[files]\nevents = false\n")
         };
+        // The network sensor only where a test asks for it (`[net]`).
+        let top = if top.contains("[net]") {
+            top
+        } else {
+            format!("{top}\n[net]\nenabled = false\n")
+        };
         let top = top.as_str();
         fs::write(
             &config,
@@ -224,8 +230,10 @@ impl Sandbox {
         let p = self.dir.path().join("events.json");
         let t0 = Instant::now();
         loop {
-            let v: Vec<Value> = fs::read_to_string(&p)
-                .unwrap_or_default()
+            let text = fs::read_to_string(&p).unwrap_or_default();
+            // Only complete lines: the agent may be half-way through writing the last one.
+            let done = text.rfind('\n').map_or("", |end| &text[..end]);
+            let v: Vec<Value> = done
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("event line is JSON"))
                 .collect();
