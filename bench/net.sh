@@ -8,6 +8,7 @@
 #   N          connections per run                                    (default 20000)
 #   ROUNDS     interleaved rounds; results are medians                (default 5)
 #   RULES      network rules in the policy phase (none matches)       (default 64)
+#   PHASES     phases to run                            (default "bare monitor policy nostore")
 #   CUSTOS_BIN benchmark this custos binary instead of building the workspace (release)
 #   RESULTS_MD also write the markdown result table to this file
 #
@@ -19,10 +20,13 @@
 #            processes are named): every connection raises a connect, an accept and two
 #            close events, written to the event file and the store
 #   policy   the same plus RULES network rules in the kernel table, none matching (each
-#            connect and bind walks the whole table), and a DNS-free run
+#            connect and bind walks the whole table)
+#   nostore  monitor without the event store ([store] enabled = false): what the SQLite
+#            store costs of the monitor phase
 # The ratio is time per connection divided by bare's in the same round; medians over rounds.
 # Events emitted, lost in the kernel (ring buffer full) and dropped by the output are reported
-# from `custos status --json` after each run. The agent watches only a tmpfs of its own and
+# from `custos status --json` after each run, and the agent's CPU time (user + system, all
+# threads) per connection, from /proc, over the run plus the 1 s it is given to drain. The agent watches only a tmpfs of its own and
 # its rules name a program there, so nothing else on the host is judged.
 set -euo pipefail
 
@@ -66,6 +70,9 @@ enabled = true
 [exec]
 watch = ["$TMP/mnt"]
 CONF
+    if [[ $1 == nostore ]]; then
+        printf '[store]\nenabled = false\n' >> "$f"
+    fi
     if [[ $1 == policy ]]; then
         for ((i = 1; i <= RULES; i++)); do
             printf '[[net.rule]]\naction = "deny"\nports = "%d"\nprogram = "%s"\n' \
@@ -88,21 +95,28 @@ start_agent() { # phase
     exit 1
 }
 
-stop_agent() { # phase -> STATUS line fields
+stop_agent() { # phase: status to $TMP/status-<phase>.json, agent CPU ticks to CPU[round,phase]
     "$BIN" status --json --config "$TMP/$1.toml" > "$TMP/status-$1.json"
+    local t
+    t=$(awk '{ print $14 + $15 }' "/proc/$AGENT/stat")
+    CPU[$2,$1]=$(( t - CPU0 ))
     kill -TERM "$AGENT"; wait "$AGENT" 2>/dev/null || true
     AGENT=""
 }
 
-declare -A SECS
+declare -A SECS CPU
+HZ=$(getconf CLK_TCK)
 run() { # round phase
     local r=$1 p=$2 out
-    [[ $p == bare ]] || start_agent "$p"
+    if [[ $p != bare ]]; then
+        start_agent "$p"
+        CPU0=$(awk '{ print $14 + $15 }' "/proc/$AGENT/stat")
+    fi
     out=$("$TMP/connloop" "$N")
     SECS[$r,$p]=${out#* }
     if [[ $p != bare ]]; then
         sleep 1 # let the agent drain what it read
-        stop_agent "$p"
+        stop_agent "$p" "$r"
         python3 - "$TMP/status-$p.json" "$p" "$r" <<'PY' >&2
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -114,24 +128,28 @@ PY
     printf '  round %s %-8s %s s for %s connections\n' "$r" "$p" "${SECS[$r,$p]}" "$N" >&2
 }
 
-PHASES=(bare monitor policy)
+read -ra PHASES <<< "${PHASES:-bare monitor policy nostore}"
+[[ " ${PHASES[*]} " == *" bare "* ]] || { echo "bench/net.sh: PHASES needs bare" >&2; exit 1; }
 for ((r = 1; r <= ROUNDS; r++)); do
-    for ((k = 0; k < 3; k++)); do
-        run "$r" "${PHASES[$(((k + r) % 3))]}"
+    for ((k = 0; k < ${#PHASES[@]}; k++)); do
+        run "$r" "${PHASES[$(((k + r) % ${#PHASES[@]}))]}"
     done
 done
 
-python3 - "$N" "$ROUNDS" "${RESULTS_MD:-}" <<PY
+python3 - "$N" "$ROUNDS" "${RESULTS_MD:-}" "$HZ" "${PHASES[@]}" <<PY
 import statistics, sys
-n, rounds, md = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+n, rounds, md, hz = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 secs = {$(for k in "${!SECS[@]}"; do printf '"%s": %s, ' "$k" "${SECS[$k]}"; done)}
-rows = ["| phase | connections/s (median) | µs per connection | × bare (paired median) |",
-        "|---|---|---|---|"]
-for p in ["bare", "monitor", "policy"]:
+cpu = {$(for k in "${!CPU[@]}"; do printf '"%s": %s, ' "$k" "${CPU[$k]}"; done)}
+rows = ["| phase | connections/s (median) | µs per connection | × bare (paired median) | agent CPU µs per connection |",
+        "|---|---|---|---|---|"]
+for p in sys.argv[5:]:
     t = [secs[f"{r},{p}"] for r in range(1, rounds + 1)]
     ratio = statistics.median(secs[f"{r},{p}"] / secs[f"{r},bare"] for r in range(1, rounds + 1))
     med = statistics.median(t)
-    rows.append(f"| {p} | {n / med:,.0f} | {med / n * 1e6:.1f} | {ratio:.2f}× |")
+    c = "–" if p == "bare" else "%.1f" % statistics.median(
+        cpu[f"{r},{p}"] / hz / n * 1e6 for r in range(1, rounds + 1))
+    rows.append(f"| {p} | {n / med:,.0f} | {med / n * 1e6:.1f} | {ratio:.2f}× | {c} |")
 table = "\n".join(rows)
 print(table)
 if md:

@@ -51,8 +51,9 @@ pub struct Network {
 }
 
 impl Network {
-    /// Loads the sensor and applies the rules, or `None` when `[net] enabled` is off. A bad
-    /// rule (config or store) stops the start with its error.
+    /// Loads the sensor and applies the rules, or `None` when `[net] enabled` is off or the
+    /// sensor cannot load here (logged). A bad rule (config or store) stops the start with its
+    /// error.
     pub fn start(
         cfg: &Config,
         mode: Mode,
@@ -118,10 +119,15 @@ impl Network {
                 translate.borrow_mut().flush_all();
             })
             .context("cannot start the network thread")?;
-        let (controls, missing) = rx
-            .recv()
-            .context("the network thread ended")?
-            .context("cannot load the network sensor")?;
+        // A kernel without what the sensor needs costs network monitoring, not the agent.
+        let (controls, missing) = match rx.recv().context("the network thread ended") {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!("network sensor not running: {e:#}");
+                let _ = thread.join();
+                return Ok(None);
+            }
+        };
         for m in &missing {
             tracing::warn!("network sensor part missing: {m}");
         }
