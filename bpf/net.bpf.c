@@ -323,15 +323,25 @@ static __always_inline void note_dns(void *ctx, const struct attempt *a, const s
 	bpf_map_update_elem(&dns_socks, &cookie, &d, BPF_ANY);
 }
 
+/* Reads the attempt, who makes it, and the policy's verdict on it; false for protocols other
+ * than TCP and UDP, which the policy leaves alone. */
+static __always_inline bool judged(struct bpf_sock_addr *ctx, bool v6, struct attempt *a,
+				   struct owner *o)
+{
+	read_addr(ctx, a, v6);
+	if (a->protocol != IPPROTO_TCP && a->protocol != IPPROTO_UDP)
+		return false;
+	current_owner(o);
+	judge(a, o);
+	return true;
+}
+
 static __always_inline int on_connect(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct attempt a = { .hook = CUSTOS_HOOK_OUT };
 	struct owner o = {};
-	read_addr(ctx, &a, v6);
-	if (a.protocol != IPPROTO_TCP && a.protocol != IPPROTO_UDP)
+	if (!judged(ctx, v6, &a, &o))
 		return 1;
-	current_owner(&o);
-	judge(&a, &o);
 	if (o.verdict == CUSTOS_NET_DENIED) {
 		emit_attempt(CUSTOS_NET_CONNECT, &a, &o, false);
 		return 0;
@@ -352,11 +362,9 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct attempt a = { .hook = CUSTOS_HOOK_OUT };
 	struct owner o = {};
-	read_addr(ctx, &a, v6);
-	if (a.protocol != IPPROTO_UDP)
+	/* Only UDP sends to an address reach this hook. */
+	if (!judged(ctx, v6, &a, &o))
 		return 1;
-	current_owner(&o);
-	judge(&a, &o);
 	if (o.verdict != CUSTOS_NET_DENIED)
 		note_dns(ctx, &a, &o);
 	struct send_key k = { .sk = (__u64)ctx->sk, .port = a.port, .verdict = o.verdict };
@@ -371,11 +379,8 @@ static __always_inline int on_bind(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct attempt a = { .hook = CUSTOS_HOOK_BIND };
 	struct owner o = {};
-	read_addr(ctx, &a, v6);
-	if (a.protocol != IPPROTO_TCP && a.protocol != IPPROTO_UDP)
+	if (!judged(ctx, v6, &a, &o))
 		return 1;
-	current_owner(&o);
-	judge(&a, &o);
 	/* TCP servers are reported when they listen; UDP ones here. */
 	if (o.verdict != CUSTOS_NET_ALLOWED || (o.flags & CUSTOS_NET_RULE_HIT) ||
 	    (a.protocol == IPPROTO_UDP && a.port != 0))

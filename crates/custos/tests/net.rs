@@ -302,14 +302,12 @@ impl Drop for Cgroup {
 }
 
 fn cgroup_root() -> PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let dir = left.split(' ').nth(4)?;
-            right.starts_with("cgroup2 ").then(|| PathBuf::from(dir))
-        })
+    custos_sensor_fanotify::mounts::read_mountinfo()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.fstype == "cgroup2")
         .expect("a cgroup v2 mount")
+        .mount
 }
 
 #[test]

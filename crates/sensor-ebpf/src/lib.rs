@@ -218,28 +218,30 @@ fn load_parts(parts: &[Part]) -> Result<(skel::ProcessSkel<'static>, Storage), E
     Ok((skel, storage))
 }
 
-/// Which parts to run: all of them if they load together; otherwise the core `Process` part
-/// (its failure is the error) plus each optional part that loads next to it alone. `load`
-/// tries one combination; the rejected parts come back with the reason.
-fn usable_parts(
-    mut load: impl FnMut(&[Part]) -> Result<(), EbpfError>,
-) -> Result<(Vec<Part>, Vec<Missing>), EbpfError> {
-    let mut all = vec![Part::Process];
-    all.extend(Part::OPTIONAL);
+/// A part that did not load, and why.
+pub(crate) type Rejected<P> = (P, String);
+
+/// Which parts to run: all of them if they load together; otherwise `core` (its failure is
+/// the error) plus each optional part that loads next to it alone. `load` tries one
+/// combination; the rejected parts come back with the reason. Shared by both sensors.
+pub(crate) fn usable_parts<P: Copy>(
+    core: P,
+    optional: &[P],
+    mut load: impl FnMut(&[P]) -> Result<(), EbpfError>,
+) -> Result<(Vec<P>, Vec<Rejected<P>>), EbpfError> {
+    let mut all = vec![core];
+    all.extend_from_slice(optional);
     let Err(first) = load(&all) else {
         return Ok((all, Vec::new()));
     };
     tracing::debug!("loading every part failed: {}", chain(&first));
-    load(&[Part::Process])?;
-    let mut parts = vec![Part::Process];
+    load(&[core])?;
+    let mut parts = vec![core];
     let mut missing = Vec::new();
-    for p in Part::OPTIONAL {
-        match load(&[Part::Process, p]) {
+    for &p in optional {
+        match load(&[core, p]) {
             Ok(()) => parts.push(p),
-            Err(e) => missing.push(Missing {
-                part: p,
-                why: chain(&e),
-            }),
+            Err(e) => missing.push((p, chain(&e))),
         }
     }
     Ok((parts, missing))
@@ -258,8 +260,13 @@ impl ProcessSensor {
     /// programs cannot run; other failures are listed by [`ProcessSensor::missing`].
     pub fn load() -> Result<ProcessSensor, EbpfError> {
         let mut loaded = None;
-        let (parts, missing) =
-            usable_parts(|parts| load_parts(parts).map(|x| loaded = Some((parts.to_vec(), x))))?;
+        let (parts, missing) = usable_parts(Part::Process, &Part::OPTIONAL, |parts| {
+            load_parts(parts).map(|x| loaded = Some((parts.to_vec(), x)))
+        })?;
+        let missing = missing
+            .into_iter()
+            .map(|(part, why)| Missing { part, why })
+            .collect();
         let (skel, storage) = match loaded {
             Some((p, x)) if p == parts => x,
             _ => load_parts(&parts)?,
@@ -422,7 +429,8 @@ mod tests {
 
     #[test]
     fn all_parts_when_they_load_together() {
-        let (parts, missing) = usable_parts(|_| Ok(())).expect("loads");
+        let (parts, missing) =
+            usable_parts(Part::Process, &Part::OPTIONAL, |_| Ok(())).expect("loads");
         assert_eq!(parts.len(), 4);
         assert!(missing.is_empty());
     }
@@ -430,7 +438,7 @@ mod tests {
     #[test]
     fn a_rejected_part_is_left_out_with_its_reason() {
         let mut tried = Vec::new();
-        let (parts, missing) = usable_parts(|p| {
+        let (parts, missing) = usable_parts(Part::Process, &Part::OPTIONAL, |p| {
             tried.push(p.to_vec());
             if p.contains(&Part::Images) {
                 Err(verifier_says_no())
@@ -441,13 +449,13 @@ mod tests {
         .expect("the core loads");
         assert_eq!(parts, vec![Part::Process, Part::Injection, Part::HoldGuard]);
         assert_eq!(missing.len(), 1);
-        assert_eq!(missing[0].part, Part::Images);
-        assert!(missing[0].why.contains("cannot load"), "{}", missing[0].why);
+        assert_eq!(missing[0].0, Part::Images);
+        assert!(missing[0].1.contains("cannot load"), "{}", missing[0].1);
         assert_eq!(tried[1], vec![Part::Process], "the core alone first");
     }
 
     #[test]
     fn the_core_failing_is_an_error() {
-        assert!(usable_parts(|_| Err(verifier_says_no())).is_err());
+        assert!(usable_parts(Part::Process, &Part::OPTIONAL, |_| Err(verifier_says_no())).is_err());
     }
 }

@@ -262,7 +262,7 @@ pub enum RecordError {
     },
 }
 
-fn raw<T: plain::Plain + Default>(data: &[u8]) -> Result<T, RecordError> {
+pub(crate) fn raw<T: plain::Plain + Default>(data: &[u8]) -> Result<T, RecordError> {
     let mut raw = T::default();
     plain::copy_from_bytes(&mut raw, data).map_err(|_| RecordError::Short {
         len: data.len(),

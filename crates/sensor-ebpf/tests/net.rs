@@ -8,9 +8,7 @@ mod common;
 
 use common::root_or_skip;
 use custos_network::KernelRule;
-use custos_sensor_ebpf::net::{
-    cgroup2_root, NetKind, NetRecord, NetRecordKind, NetSensor, NetVerdict,
-};
+use custos_sensor_ebpf::net::{NetKind, NetRecord, NetRecordKind, NetSensor, NetVerdict};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -43,7 +41,12 @@ fn a_loopback_connection_is_recorded_and_a_port_rule_refuses_it() {
     if !root_or_skip() {
         return;
     }
-    let root = cgroup2_root().expect("cgroup v2");
+    let root = custos_sensor_fanotify::mounts::read_mountinfo()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.fstype == "cgroup2")
+        .expect("a cgroup v2 mount")
+        .mount;
     let cg = root.join(format!("custos-sensor-test-{}", std::process::id()));
     std::fs::create_dir(&cg).unwrap();
     let sensor = NetSensor::load(&cg, true).unwrap();

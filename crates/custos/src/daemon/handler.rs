@@ -179,7 +179,9 @@ impl Handler for Daemon {
                     if let Err(e) = n.set_mode(m) {
                         tracing::error!("{e:#}");
                     }
-                    n.trust_running_if_quarantined(m, self.running_judge());
+                    if old != m {
+                        n.trust_running_if_quarantined(m, self.running_judge());
+                    }
                 }
                 tracing::info!(from = %old, to = %m, "mode changed");
                 Reply::ok(serde_json::json!({ "mode": m, "previous": old }))

@@ -9,9 +9,9 @@ use anyhow::Context;
 use custos_config::Config;
 use custos_control::NetStatus;
 use custos_event::Mode;
-use custos_network::{NetRule, NetRuleStore, NewNetRule};
-use custos_sensor_ebpf::net::{cgroup2_root, NetControls, NetRecordKind, NetSensor, MAX_RULES};
-use std::collections::{HashMap, HashSet};
+use custos_network::{NetError, NetRule, NetRuleStore, NewNetRule};
+use custos_sensor_ebpf::net::{NetControls, NetRecordKind, NetSensor, MAX_RULES};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,10 +35,10 @@ pub struct Network {
     controls: NetControls,
     store: NetRuleStore,
     config_rules: Vec<NetRule>,
-    /// The rules in the kernel, in order (serialises changes).
-    rules: Mutex<Vec<NetRule>>,
-    /// Rule id → the name events give it.
-    rule_names: Arc<RwLock<HashMap<u64, String>>>,
+    /// The rules in the kernel, in order (events name their rule from it).
+    rules: Arc<RwLock<Vec<NetRule>>>,
+    /// Held while the rules change: one change at a time.
+    changing: Mutex<()>,
     counters: Arc<Counters>,
     missing: Vec<String>,
     cgroup: PathBuf,
@@ -65,10 +65,16 @@ impl Network {
         }
         let cgroup = match &cfg.net.cgroup {
             Some(c) => c.clone(),
-            None => cgroup2_root().context("no cgroup v2 mount found (net.cgroup)")?,
+            None => custos_sensor_fanotify::mounts::read_mountinfo()
+                .context("cannot read /proc/self/mountinfo")?
+                .into_iter()
+                .find(|m| m.fstype == "cgroup2")
+                .map(|m| m.mount)
+                .context("no cgroup v2 mount found (set net.cgroup)")?,
         };
         let store = NetRuleStore::new(&cfg.state_dir);
-        let mut rules = cfg.net.rules();
+        let config_rules = cfg.net.rules();
+        let mut rules = config_rules.clone();
         rules.extend(store.load().context("cannot load the network rules")?);
         let kernel =
             custos_network::compile(&rules, MAX_RULES).context("cannot apply the network rules")?;
@@ -76,8 +82,8 @@ impl Network {
         let stop = Arc::new(AtomicBool::new(false));
         // The sensor is not Send: it lives in its reader thread, which hands back the controls.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let rule_names = Arc::new(RwLock::new(rule_names(&rules)));
-        let translate = Translate::new(output, recent, counters.clone(), rule_names.clone());
+        let rules = Arc::new(RwLock::new(rules));
+        let translate = Translate::new(output, recent, counters.clone(), rules.clone());
         let (thread_counters, thread_stop, dns) = (counters.clone(), stop.clone(), cfg.net.dns);
         let dir = cgroup.clone();
         let thread = std::thread::Builder::new()
@@ -137,9 +143,9 @@ impl Network {
         let net = Arc::new(Network {
             controls,
             store,
-            config_rules: cfg.net.rules(),
-            rules: Mutex::new(rules),
-            rule_names,
+            config_rules,
+            rules,
+            changing: Mutex::new(()),
             counters,
             missing,
             cgroup,
@@ -180,41 +186,50 @@ impl Network {
 
     /// The rules in force, config rules first.
     pub fn rules(&self) -> Vec<NetRule> {
-        self.rules.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Compiles `stored` after the config rules into the kernel, or says why not (nothing
-    /// changes then).
-    fn apply(&self, stored: &[NetRule]) -> Result<Vec<NetRule>, custos_network::NetError> {
-        let mut all = self.config_rules.clone();
-        all.extend_from_slice(stored);
+    /// Puts `all` into the kernel table and makes it the list in force.
+    fn apply(&self, all: Vec<NetRule>) -> Result<(), NetError> {
         let kernel = custos_network::compile(&all, MAX_RULES)?;
         self.controls
             .set_rules(&kernel)
-            .map_err(|e| custos_network::NetError::Invalid {
-                what: "kernel rule table",
-                value: String::new(),
-                why: format!("{e:#}"),
+            .map_err(|e| NetError::Refused {
+                reason: format!("the kernel rule table: {:#}", anyhow::Error::new(e)),
             })?;
-        *self.rule_names.write().unwrap_or_else(|p| p.into_inner()) = rule_names(&all);
-        Ok(all)
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = all;
+        Ok(())
+    }
+
+    /// Changes the stored rules with `edit`, which hands the new stored list to the check it
+    /// is given before writing: the kernel gets the config rules plus that list, and the store
+    /// is written only if the kernel took them. If the write then fails, the kernel gets the
+    /// old list back: both change or neither.
+    fn change<T>(
+        &self,
+        edit: impl FnOnce(&mut dyn FnMut(&[NetRule]) -> Result<(), NetError>) -> Result<T, NetError>,
+    ) -> Result<T, String> {
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.rules();
+        let mut applied = false;
+        let result = edit(&mut |stored| {
+            let mut all = self.config_rules.clone();
+            all.extend_from_slice(stored);
+            self.apply(all)?;
+            applied = true;
+            Ok(())
+        });
+        if result.is_err() && applied {
+            if let Err(e) = self.apply(old) {
+                tracing::error!("cannot put the previous network rules back: {e}");
+            }
+        }
+        result.map_err(|e| format!("{:#}", anyhow::Error::new(e)))
     }
 
     /// Adds a rule to the store and the kernel, both or neither.
     pub fn add(&self, rule: NewNetRule) -> Result<NetRule, String> {
-        let mut cur = self.rules.lock().unwrap_or_else(|p| p.into_inner());
-        let mut applied = None;
-        let added = self
-            .store
-            .add_with(rule, |stored| {
-                applied = Some(self.apply(stored)?);
-                Ok(())
-            })
-            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
-        if let Some(a) = applied {
-            *cur = a;
-        }
-        Ok(added)
+        self.change(|check| self.store.add_with(rule, check))
     }
 
     /// Removes a stored rule from the store and the kernel.
@@ -224,19 +239,7 @@ impl Network {
                 "network rule {id} comes from the config file; change it there"
             ));
         }
-        let mut cur = self.rules.lock().unwrap_or_else(|p| p.into_inner());
-        let mut applied = None;
-        let removed = self
-            .store
-            .remove_with(id, |stored| {
-                applied = Some(self.apply(stored)?);
-                Ok(())
-            })
-            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
-        if let Some(a) = applied {
-            *cur = a;
-        }
-        Ok(removed)
+        self.change(|check| self.store.remove_with(id, check))
     }
 
     /// Counters for `custos status`.
@@ -255,7 +258,7 @@ impl Network {
             quarantined: c.quarantined.load(Relaxed),
             quarantine: self.quarantine_on.load(Relaxed),
             trusted_programs: self.trusted.lock().map_or(0, |t| t.len() as u64),
-            rules: self.rules.lock().map_or(0, |r| r.len() as u64),
+            rules: self.rules.read().map_or(0, |r| r.len() as u64),
         }
     }
 
@@ -267,18 +270,6 @@ impl Network {
             let _ = t.join();
         }
     }
-}
-
-/// Rule id → its comment, or a summary of what it matches.
-fn rule_names(rules: &[NetRule]) -> HashMap<u64, String> {
-    rules
-        .iter()
-        .map(|r| {
-            let name = (r.rule.comment.clone())
-                .unwrap_or_else(|| custos_network::rules::describe(&r.rule));
-            (r.id, name)
-        })
-        .collect()
 }
 
 /// Where exec verdicts go: the event output, and the quarantine's trusted programs.

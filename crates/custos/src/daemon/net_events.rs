@@ -8,7 +8,7 @@ use custos_event::{
     Actor, Decision, DnsEvent, Endpoint, NetAction, NetPolicy, NetTransport, NetworkEvent,
     ProcessRef,
 };
-use custos_network::Names;
+use custos_network::{Names, NetRule};
 use custos_sensor_ebpf::net::{DnsRecord, NetKind, NetRecord, NetVerdict};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -55,7 +55,8 @@ pub struct Translate {
     output: Arc<Output>,
     recent: Option<Arc<Recent>>,
     counters: Arc<Counters>,
-    rule_names: Arc<RwLock<HashMap<u64, String>>>,
+    /// The rules in force (events name their rule).
+    rules: Arc<RwLock<Vec<NetRule>>>,
     names: Names,
     boot: String,
     tck: u64,
@@ -71,13 +72,13 @@ impl Translate {
         output: Arc<Output>,
         recent: Option<Arc<Recent>>,
         counters: Arc<Counters>,
-        rule_names: Arc<RwLock<HashMap<u64, String>>>,
+        rules: Arc<RwLock<Vec<NetRule>>>,
     ) -> Translate {
         Translate {
             output,
             recent,
             counters,
-            rule_names,
+            rules,
             names: Names::new(NAMES),
             boot: custos_process::boot_id(),
             tck: custos_process::clk_tck(),
@@ -268,7 +269,10 @@ impl Translate {
         if let Some(c) = counter {
             c.fetch_add(1, Relaxed);
         }
-        let names = self.rule_names.read().unwrap_or_else(|p| p.into_inner());
+        let rule_name = r.rule_id.and_then(|id| {
+            let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
+            Some(rules.iter().find(|x| x.id == id)?.rule.name())
+        });
         Some(NetPolicy {
             decision: if r.verdict == NetVerdict::Denied {
                 Decision::Deny
@@ -277,7 +281,7 @@ impl Translate {
             },
             would_deny: r.verdict == NetVerdict::Audit,
             rule_id: r.rule_id,
-            rule_name: r.rule_id.and_then(|id| names.get(&id).cloned()),
+            rule_name,
             quarantine: r.quarantine,
         })
     }

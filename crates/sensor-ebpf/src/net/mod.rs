@@ -15,7 +15,7 @@ mod record;
 pub use controls::{NetControls, MAX_RULES};
 pub use record::{DnsRecord, NetKind, NetRecord, NetRecordKind, NetVerdict};
 
-use crate::{chain, ensure_tracefs, load_err, EbpfError, Storage};
+use crate::{chain, ensure_tracefs, load_err, usable_parts, EbpfError, Storage};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, RingBuffer, RingBufferBuilder};
 use std::mem::MaybeUninit;
@@ -81,16 +81,6 @@ impl NetPart {
     }
 }
 
-/// The cgroup v2 mount (the root cgroup) from `/proc/self/mountinfo`.
-pub fn cgroup2_root() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let dir = left.split(' ').nth(4)?;
-        (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(dir))
-    })
-}
-
 /// The loaded and attached network sensor.
 pub struct NetSensor {
     links: Vec<Link>,
@@ -120,26 +110,18 @@ impl NetSensor {
     /// Loads every wanted part that works here and attaches the policy programs to `cgroup`
     /// (a cgroup v2 directory). Fails only if the core cannot run.
     pub fn load(cgroup: &Path, dns: bool) -> Result<NetSensor, EbpfError> {
-        let mut want = vec![NetPart::Core, NetPart::Accept];
-        if dns {
-            want.push(NetPart::Dns);
-        }
-        let mut missing = Vec::new();
-        let (skel, storage) = match load_parts(&want) {
-            Ok(x) => x,
-            Err(first) => {
-                tracing::debug!("loading every network part failed: {}", chain(&first));
-                load_parts(&[NetPart::Core])?;
-                let mut ok = vec![NetPart::Core];
-                for p in want.iter().skip(1) {
-                    match load_parts(&[NetPart::Core, *p]) {
-                        Ok(_) => ok.push(*p),
-                        Err(e) => missing.push((*p, chain(&e))),
-                    }
-                }
-                want = ok;
-                load_parts(&want)?
-            }
+        let optional: &[NetPart] = if dns {
+            &[NetPart::Accept, NetPart::Dns]
+        } else {
+            &[NetPart::Accept]
+        };
+        let mut loaded = None;
+        let (want, missing) = usable_parts(NetPart::Core, optional, |parts| {
+            load_parts(parts).map(|x| loaded = Some((parts.to_vec(), x)))
+        })?;
+        let (skel, storage) = match loaded {
+            Some((p, x)) if p == want => x,
+            _ => load_parts(&want)?,
         };
         let dir = std::fs::File::open(cgroup).map_err(|source| EbpfError::Cgroup {
             path: cgroup.to_owned(),

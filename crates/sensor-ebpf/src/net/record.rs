@@ -1,6 +1,7 @@
 //! Network records from the ring buffer, decoded.
 
 use super::{RawDnsEvent, RawNetEvent};
+use crate::record::raw;
 use crate::RecordError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -112,19 +113,9 @@ fn ip(family: u8, b: &[u8; 16]) -> IpAddr {
     if family == 4 {
         IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
     } else {
-        let v6 = Ipv6Addr::from(*b);
-        // A dual-stack socket talking IPv4.
-        v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        // A dual-stack socket talking IPv4 shows as IPv4.
+        custos_network::rules::unmap(IpAddr::V6(Ipv6Addr::from(*b)))
     }
-}
-
-fn raw<T: plain::Plain + Default>(data: &[u8]) -> Result<T, RecordError> {
-    let mut r = T::default();
-    plain::copy_from_bytes(&mut r, data).map_err(|_| RecordError::Short {
-        len: data.len(),
-        expected: std::mem::size_of::<T>(),
-    })?;
-    Ok(r)
 }
 
 impl NetRecordKind {
